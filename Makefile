@@ -1,0 +1,84 @@
+# orderlake: `make help` lists the targets. Everything installs into this checkout:
+# .venv/ (Python), jvm/*/target/ (Maven-resolved jars), .orderlake/ (runtime state).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+OL      := $(VENV)/bin/orderlake
+MVN     := mvn -q -B
+PYTEST_ARGS ?=
+
+# stamps make `make setup` idempotent and quick when nothing changed
+PY_STAMP    := $(VENV)/.installed
+JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/target/.resolved
+
+.PHONY: help setup system-packages run up down status test test-unit test-integration \
+        bench bench-ingest lint fmt typecheck clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+setup: system-packages $(PY_STAMP) $(JVM_STAMPS) ## install everything (idempotent): Debian packages, .venv, JVM jars
+
+system-packages: ## install Java 17 and Maven from Debian when missing
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v mvn  >/dev/null || missing="$$missing maven"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+.SECONDEXPANSION:
+
+$(PY_STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || python3.11 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+jvm/%/target/.resolved: jvm/%/pom.xml $$(shell find jvm/$$*/src -type f 2>/dev/null)
+	@echo "resolving jvm/$* with Maven"
+	@rm -rf jvm/$*/target/lib
+	cd jvm/$* && $(MVN) package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=target/lib
+	@touch $@
+
+run: setup ## the main job: start the platform, stream a Tianchi-shaped workload, show the results
+	@$(PY) -m orderlake.main_job
+
+up: setup ## start the embedded platform (Kafka, Flume agents, ...) under supervision
+	@$(OL) up
+
+down: ## stop the embedded platform
+	@$(OL) down
+
+status: ## show each component's state and key numbers
+	@$(OL) status
+
+test: setup ## run the whole test suite (unit, DAG, integration, end-to-end)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## run only the fast unit tests
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: bench-ingest ## run every benchmark (writes bench/results/*.json)
+
+bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector
+	$(PY) -m bench.ingest
+
+lint: setup ## ruff lint and format check
+	$(VENV)/bin/ruff check include tests dags streaming batch expectations bench
+	$(VENV)/bin/ruff format --check include tests dags streaming batch expectations bench
+
+fmt: setup ## format the code
+	$(VENV)/bin/ruff format include tests dags streaming batch expectations bench
+	$(VENV)/bin/ruff check --fix include tests dags streaming batch expectations bench
+
+typecheck: setup ## mypy on the shared library
+	$(VENV)/bin/mypy
+
+clean: ## remove build outputs (keeps .venv and runtime state)
+	rm -rf jvm/*/target .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,124 @@
+"""One settings object for every orderlake process, read from ORDERLAKE_* environment variables.
+
+Built when a command or job starts (``Settings.from_env()``), never at import time; tests build
+one from a dict (``Settings(home=tmp_path, kafka_port=...)``). ``env`` is the single switch
+between the embedded default (``local``: one machine, everything under ORDERLAKE_HOME) and a
+``cluster`` deployment (external Kafka, Spark master and Airflow given by configuration).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orderlake import contracts
+from orderlake.errors import UsageError
+
+# include/orderlake/settings.py -> the repository root (holds jvm/, flume_conf/, dags/, ...)
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Typed configuration; each field is read from ORDERLAKE_<FIELD>, e.g. ORDERLAKE_KAFKA_PORT."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERLAKE_", extra="ignore")
+
+    env: Literal["local", "cluster"] = "local"
+    home: Path = Field(default=PROJECT_ROOT / ".orderlake")
+
+    # Kafka (embedded KRaft broker in local mode)
+    kafka_bootstrap: str | None = None  # cluster mode: external brokers; local: derived from port
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    actions_partitions: int = 3
+    retention_days: float = 30.0
+    # Largest line the Flume edge forwards as-is; bigger lines go to tmall.rejects as an envelope.
+    # Below the broker's message.max.bytes (1 MiB) minus record overhead.
+    max_line_bytes: int = 1_000_000
+
+    # Flume: edge agents (one per simulated host) and one collector
+    hosts: int = 2
+    flume_collector_port: int = 41414
+    flume_monitor_port: int = 34545  # collector; edge host-N uses this + N
+    flume_heap: str = "256m"
+
+    # Spark
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "1g"
+
+    # Web parts
+    airflow_port: int = 8080
+    dashboard_port: int = 8050
+    airflow_admin_password: SecretStr | None = None
+
+    java_home: Path | None = None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read ORDERLAKE_* variables; keyword arguments win over the environment."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            raise UsageError(
+                f"ORDERLAKE_{field.upper()}={first.get('input')!r} is not valid: {first['msg']}."
+            ) from None
+
+    # --- derived locations under ORDERLAKE_HOME ------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def host_names(self) -> list[str]:
+        return [f"host-{i}" for i in range(1, self.hosts + 1)]
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    def spool_file(self, host: str, name: str = contracts.ACTIONS_FILE) -> Path:
+        return self.spool_dir / host / name
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def flume_dir(self) -> Path:
+        return self.home / "flume"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * 24 * 3600 * 1000)
+
+    def flume_monitor_port_for(self, agent: str) -> int:
+        """HTTP monitoring port: the collector gets the base port, edge host-N base + N."""
+        if agent == "collector":
+            return self.flume_monitor_port
+        return self.flume_monitor_port + int(agent.rsplit("-", 1)[1])

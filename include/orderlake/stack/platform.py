@@ -1,0 +1,176 @@
+"""The embedded platform: `orderlake up`, `down` and `status` over supervised components.
+
+A component knows its supervised programs, the ports it needs, how to prepare its files, how to
+tell it is ready and what `status` shows about it. ``up`` starts components in order (Kafka, then
+the Flume collector, then the edge agents, ...), waiting for each to be ready.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orderlake.errors import OrderlakeError
+from orderlake.settings import Settings
+from orderlake.stack import flume, kafka, ports
+from orderlake.stack.supervisor import Program, Supervisor
+
+
+@dataclass
+class Component:
+    """One part of the platform as `up`, `down` and `status` see it."""
+
+    name: str
+    programs: Callable[[], list[Program]]
+    ports: dict[str, tuple[int, str]] = field(default_factory=dict)  # what -> (port, env var)
+    ready: Callable[[], None] = lambda: None  # blocks until usable, raises OrderlakeError
+    address: Callable[[], dict] = dict  # where to reach it (shown even when it is down)
+    metrics: Callable[[], dict] = dict  # live numbers (asked only while it runs)
+
+
+def kafka_component(settings: Settings) -> Component:
+    def programs() -> list[Program]:
+        config = kafka.prepare(settings)
+        return [Program("kafka", kafka.command(settings, config), stopwaitsecs=60)]
+
+    def ready() -> None:
+        kafka.wait_ready(settings.bootstrap)
+        kafka.ensure_topics(settings)
+
+    def metrics() -> dict:
+        try:
+            return {"end_offsets": kafka.end_offsets(settings.bootstrap)}
+        except Exception as exc:  # noqa: BLE001 - status must render even when Kafka is down
+            return {"end_offsets": {"error": str(exc)}}
+
+    return Component(
+        "kafka",
+        programs,
+        ports={
+            "kafka": (settings.kafka_port, "ORDERLAKE_KAFKA_PORT"),
+            "the kafka controller": (
+                settings.kafka_controller_port,
+                "ORDERLAKE_KAFKA_CONTROLLER_PORT",
+            ),
+        },
+        ready=ready,
+        address=lambda: {"bootstrap": settings.bootstrap},
+        metrics=metrics,
+    )
+
+
+def flume_component(settings: Settings, agent: str) -> Component:
+    name = flume.component_name(agent)
+    monitor = settings.flume_monitor_port_for(agent)
+
+    def programs() -> list[Program]:
+        config = flume.write_config(settings, agent)
+        return [Program(name, flume.command(settings, agent, config), stopwaitsecs=30)]
+
+    def ready() -> None:
+        deadline = time.monotonic() + 60
+        while flume.metrics(settings, agent) is None:
+            if time.monotonic() > deadline:
+                raise OrderlakeError(
+                    f"{name} did not serve its monitoring page within 60 s; "
+                    f"see {settings.logs_dir / (name + '.log')}."
+                )
+            time.sleep(0.5)
+
+    def address() -> dict:
+        info = {"url": f"http://127.0.0.1:{monitor}/metrics"}
+        if agent == flume.COLLECTOR:
+            info["avro"] = f"127.0.0.1:{settings.flume_collector_port}"
+        else:
+            info["spool"] = str(settings.spool_dir / agent)
+        return info
+
+    needed = {f"{name} monitoring": (monitor, "ORDERLAKE_FLUME_MONITOR_PORT")}
+    if agent == flume.COLLECTOR:
+        needed["the flume collector"] = (
+            settings.flume_collector_port,
+            "ORDERLAKE_FLUME_COLLECTOR_PORT",
+        )
+    return Component(
+        name,
+        programs,
+        ports=needed,
+        ready=ready,
+        address=address,
+        metrics=lambda: flume.summarize(flume.metrics(settings, agent)),
+    )
+
+
+def components(settings: Settings) -> list[Component]:
+    """Every component of the embedded platform, in start order."""
+    return [
+        kafka_component(settings),
+        *(flume_component(settings, agent) for agent in flume.agent_names(settings)),
+    ]
+
+
+def up(settings: Settings, progress: Callable[[str], None] = print) -> dict:
+    """Start the platform under supervisord; return `status` once every component is ready."""
+    if settings.env != "local":
+        raise OrderlakeError(
+            "`orderlake up` runs the embedded default only (ORDERLAKE_ENV=local); a cluster "
+            "deployment is started with docker-compose.yaml."
+        )
+    sup = Supervisor(settings)
+    if sup.is_running():
+        raise OrderlakeError(
+            f"orderlake is already running under ORDERLAKE_HOME={settings.home}; "
+            "`orderlake status` shows it and `orderlake down` stops it."
+        )
+    parts = components(settings)
+    for part in parts:
+        ports.require_free(part.ports)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    planned = [(part, part.programs()) for part in parts]
+    programs = [program for _, progs in planned for program in progs]
+    progress(f"starting supervisord ({len(programs)} programs, logs in {settings.logs_dir})")
+    sup.start_daemon(programs)
+    try:
+        for part, progs in planned:
+            progress(f"starting {part.name} ...")
+            for program in progs:
+                sup.start(program.name)
+            part.ready()
+    except BaseException:
+        progress("start failed; stopping what was started")
+        sup.shutdown()
+        raise
+    return status(settings)
+
+
+def down(settings: Settings) -> bool:
+    """Stop every process and supervisord. False when nothing was running."""
+    sup = Supervisor(settings)
+    if not sup.is_running():
+        return False
+    sup.shutdown()
+    return True
+
+
+def status(settings: Settings) -> dict:
+    """{component: {state, pid, address fields, metrics, log}} for every known component."""
+    sup = Supervisor(settings)
+    procs = sup.processes()
+    result: dict[str, dict] = {}
+    for part in components(settings):
+        info = procs.get(part.name, {})
+        state = info.get("statename", "STOPPED" if procs else "NOT RUNNING")
+        entry: dict = {"state": state, "pid": info.get("pid") or None}
+        if state == "RUNNING":
+            entry["uptime_s"] = int(info.get("now", 0) - info.get("start", 0))
+        entry.update(part.address())
+        if state == "RUNNING":
+            entry.update(part.metrics())
+        entry["log"] = str(settings.logs_dir / f"{part.name}.log")
+        result[part.name] = entry
+    return result
+
+
+def is_up(settings: Settings) -> bool:
+    return Supervisor(settings).is_running()

@@ -1,0 +1,130 @@
+package org.orderlake.flume;
+
+import com.google.gson.JsonObject;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import org.apache.flume.Context;
+import org.apache.flume.Event;
+import org.apache.flume.event.EventBuilder;
+import org.apache.flume.interceptor.Interceptor;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Edge-side guard for tailed log lines.
+ *
+ * <p>Flume's Kafka sink retries a failed batch forever, so one line larger than Kafka's maximum
+ * message size wedges the whole pipeline, and a line of invalid UTF-8 would travel on as if it
+ * were an order. This interceptor replaces such a line by a small JSON envelope (reason, size,
+ * intended topic, source file, and either the first bytes or the whole line in base64) and routes
+ * it to a rejects topic through the {@code topic} header. Nothing is dropped silently: every
+ * refused line is one record in the rejects topic and one WARN line in the agent log.
+ *
+ * <pre>
+ * a.sources.s.interceptors = guard
+ * a.sources.s.interceptors.guard.type = org.orderlake.flume.LineGuardInterceptor$Builder
+ * a.sources.s.interceptors.guard.maxBytes = 1000000
+ * a.sources.s.interceptors.guard.rejectTopic = tmall.rejects
+ * </pre>
+ */
+public final class LineGuardInterceptor implements Interceptor {
+  private static final Logger LOG = LoggerFactory.getLogger(LineGuardInterceptor.class);
+  static final int HEAD_BYTES = 1024;
+
+  private final int maxBytes;
+  private final String rejectTopic;
+  private final String topicHeader;
+  private long rejected;
+
+  LineGuardInterceptor(int maxBytes, String rejectTopic, String topicHeader) {
+    this.maxBytes = maxBytes;
+    this.rejectTopic = rejectTopic;
+    this.topicHeader = topicHeader;
+  }
+
+  @Override
+  public void initialize() {}
+
+  @Override
+  public Event intercept(Event event) {
+    byte[] body = event.getBody();
+    String reason = null;
+    if (body.length > maxBytes) {
+      reason = "oversize";
+    } else if (!isUtf8(body)) {
+      reason = "invalid_utf8";
+    }
+    if (reason == null) {
+      return event;
+    }
+    rejected++;
+    Map<String, String> headers = event.getHeaders();
+    JsonObject envelope = new JsonObject();
+    envelope.addProperty("reason", reason);
+    envelope.addProperty("bytes", body.length);
+    envelope.addProperty("topic", headers.get(topicHeader));
+    envelope.addProperty("host", headers.get("host"));
+    envelope.addProperty("file", headers.get("file"));
+    envelope.addProperty("rejected_at_ms", System.currentTimeMillis());
+    if (reason.equals("oversize")) {
+      int n = Math.min(HEAD_BYTES, body.length);
+      envelope.addProperty("head", new String(body, 0, n, StandardCharsets.UTF_8));
+    } else {
+      envelope.addProperty("value_base64", Base64.getEncoder().encodeToString(body));
+    }
+    LOG.warn("Rejected line #{} ({}, {} bytes, file {}) -> {}",
+        rejected, reason, body.length, headers.get("file"), rejectTopic);
+    headers.put(topicHeader, rejectTopic);
+    return EventBuilder.withBody(envelope.toString().getBytes(StandardCharsets.UTF_8), headers);
+  }
+
+  @Override
+  public List<Event> intercept(List<Event> events) {
+    List<Event> out = new ArrayList<>(events.size());
+    for (Event e : events) {
+      out.add(intercept(e));
+    }
+    return out;
+  }
+
+  @Override
+  public void close() {}
+
+  static boolean isUtf8(byte[] body) {
+    CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT)
+        .onUnmappableCharacter(CodingErrorAction.REPORT);
+    try {
+      decoder.decode(ByteBuffer.wrap(body));
+      return true;
+    } catch (CharacterCodingException e) {
+      return false;
+    }
+  }
+
+  /** Flume instantiates interceptors through a Builder named in the agent configuration. */
+  public static final class Builder implements Interceptor.Builder {
+    private int maxBytes;
+    private String rejectTopic;
+    private String topicHeader;
+
+    @Override
+    public void configure(Context context) {
+      maxBytes = context.getInteger("maxBytes", 1_000_000);
+      rejectTopic = context.getString("rejectTopic", "tmall.rejects");
+      topicHeader = context.getString("topicHeader", "topic");
+    }
+
+    @Override
+    public Interceptor build() {
+      return new LineGuardInterceptor(maxBytes, rejectTopic, topicHeader);
+    }
+  }
+}

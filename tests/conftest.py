@@ -1,0 +1,3 @@
+"""Shared pytest configuration: fixtures live in modules under tests/fixtures/."""
+
+pytest_plugins = ["tests.fixtures.stack"]

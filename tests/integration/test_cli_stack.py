@@ -1,0 +1,79 @@
+"""`orderlake up/down/status` as a user meets them: clear messages, JSON shape, logs."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from orderlake import contracts
+from tests.fixtures.stack import ORDERLAKE, isolated_env  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+COMPONENTS = {"kafka", "flume-collector", "flume-edge-host-1", "flume-edge-host-2"}
+
+
+def test_status_json_is_keyed_by_component(platform):
+    state = platform.status()
+    assert set(state) >= COMPONENTS
+    for name in COMPONENTS:
+        assert state[name]["state"] == "RUNNING"
+        assert isinstance(state[name]["pid"], int)
+    assert state["kafka"]["bootstrap"] == platform.settings.bootstrap
+    offsets = state["kafka"]["end_offsets"]
+    assert set(offsets) == set(contracts.ALL_TOPICS)
+    assert set(offsets[contracts.TOPIC_ACTIONS]) == {"0", "1", "2"}  # JSON keys are strings
+    for agent in ("flume-collector", "flume-edge-host-1"):
+        assert state[agent]["url"].startswith("http://127.0.0.1:")
+        assert "channel_fill_percent" in state[agent]
+
+
+def test_plain_status_is_a_table(platform):
+    out = platform.cli("status").stdout
+    assert "COMPONENT" in out and "flume-edge-host-2" in out and "tmall.user_actions" in out
+
+
+def test_second_up_says_it_is_already_running(platform):
+    done = platform.cli("up", check=False)
+    assert done.returncode == 1
+    assert "already running" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_logs_command_shows_a_component_log(platform):
+    out = platform.cli("logs", "kafka", "-n", "5").stdout
+    assert "kafka.log" in out
+
+
+def test_down_with_nothing_running_is_a_clear_no_op(tmp_path):
+    from tests.fixtures.stack import Platform, settings_from
+
+    env = isolated_env(tmp_path / "idle")
+    done = Platform(env, settings_from(env)).cli("down")
+    assert "Nothing to stop" in done.stdout
+
+
+def test_port_in_use_is_one_clear_sentence(tmp_path):
+    from tests.fixtures.stack import Platform, settings_from
+
+    env = isolated_env(tmp_path / "busy")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(env["ORDERLAKE_KAFKA_PORT"])))
+        squatter.listen()
+        done = Platform(env, settings_from(env)).cli("up", check=False)
+    assert done.returncode == 1
+    assert f"Port {env['ORDERLAKE_KAFKA_PORT']} needed by kafka is already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_setting_is_one_clear_sentence(tmp_path):
+    from tests.fixtures.stack import Platform, settings_from
+
+    env = isolated_env(tmp_path / "bad")
+    platform = Platform(env, settings_from(env))
+    platform.env = {**env, "ORDERLAKE_KAFKA_PORT": "ninety"}
+    done = platform.cli("status", check=False)
+    assert done.returncode == 2
+    assert "ORDERLAKE_KAFKA_PORT='ninety' is not valid" in done.stderr
+    assert "Traceback" not in done.stderr
