@@ -1,9 +1,9 @@
 """`orderlake`: the one command line of the platform.
 
-    orderlake up | down | status [--json]
+    orderlake up [--only C,..] | down | status [--json] | logs COMPONENT
+    orderlake sql "QUERY" [--format table|csv|json] | tables
     orderlake generate --events N [--rate R] [--hosts H] [--seed S]
     orderlake replay-tianchi --user-info FILE --user-log FILE [--rate R] [--hosts H]
-    orderlake logs COMPONENT [-n LINES]
 
 Every command reads Settings from ORDERLAKE_* variables. Expected failures print one sentence
 on stderr and exit non-zero; see orderlake.errors.
@@ -41,7 +41,8 @@ def _non_negative_float(text: str) -> float:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake.stack import platform
 
-    state = platform.up(settings, progress=lambda msg: print(f"  {msg}", flush=True))
+    only = set(args.only.split(",")) if args.only else None
+    state = platform.up(settings, progress=lambda msg: print(f"  {msg}", flush=True), only=only)
     print(f"orderlake is up (ORDERLAKE_HOME={settings.home})")
     print(format_status(state))
     return 0
@@ -107,6 +108,27 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
     lines = path.read_text(errors="replace").splitlines()[-args.lines :]
     print(f"==> {path} <==")
     print("\n".join(lines))
+    return 0
+
+
+# --- analysts ---------------------------------------------------------------------------------
+def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake import query
+    from orderlake.spark import get_spark
+
+    spark = get_spark(settings, "orderlake-sql")
+    columns, rows = query.run_sql(spark, args.statement, limit=args.limit)
+    print(query.render(columns, rows, args.format))
+    return 0
+
+
+def cmd_tables(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake import query
+    from orderlake.spark import get_spark
+
+    spark = get_spark(settings, "orderlake-tables")
+    columns, rows = query.list_tables(spark, settings)
+    print(query.render(columns, rows, args.format))
     return 0
 
 
@@ -178,13 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("up", cmd_up, "Start the embedded platform (Kafka, Flume agents, ...) under supervision.")
+    p = add("up", cmd_up, "Start the embedded platform (Kafka, Flume, ...) under supervision.")
+    p.add_argument("--only", help="start only these components, e.g. kafka or kafka,flume")
     add("down", cmd_down, "Stop every orderlake process of this ORDERLAKE_HOME.")
     p = add("status", cmd_status, "Show each component's state, address and key numbers.")
     p.add_argument("--json", action="store_true", help="one JSON object keyed by component")
     p = add("logs", cmd_logs, "Print the end of one component's log.")
     p.add_argument("component", help="e.g. kafka, flume-collector, flume-edge-host-1")
     p.add_argument("-n", "--lines", type=_positive_int, default=50)
+
+    p = add("sql", cmd_sql, "Run Spark SQL over the lake's tables (database.table names).")
+    p.add_argument("statement", help='e.g. "SELECT * FROM speed.orders_by_age_gender_1m"')
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most this many rows")
+    p = add("tables", cmd_tables, "List the lake's tables with row counts and Delta versions.")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     p = add("generate", cmd_generate, "Append Tianchi-shaped order logs to the spool dirs.")
     p.add_argument("--events", type=_positive_int, required=True, help="user actions to write")

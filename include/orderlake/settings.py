@@ -69,6 +69,17 @@ class Settings(BaseSettings):
                 f"ORDERLAKE_{field.upper()}={first.get('input')!r} is not valid: {first['msg']}."
             ) from None
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as ORDERLAKE_* variables, for the processes `orderlake up` starts."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"ORDERLAKE_{name.upper()}"] = str(value)
+        return env
+
     # --- derived locations under ORDERLAKE_HOME ------------------------------------------------
     @property
     def bootstrap(self) -> str:

@@ -159,7 +159,7 @@ def test_rotation_by_rename_mid_stream_loses_nothing(platform, kafka_tail, tmp_p
     report_duplicates("rotation", wanted, seen)
 
 
-def test_oversize_and_invalid_utf8_lines_do_not_wedge_the_pipeline(platform, kafka_tail):
+def test_lines_kafka_would_refuse_do_not_wedge_the_pipeline(platform, kafka_tail):
     settings = platform.settings
     marker = f"guard-{time.time_ns()}"
     good = [
@@ -185,6 +185,8 @@ def test_oversize_and_invalid_utf8_lines_do_not_wedge_the_pipeline(platform, kaf
         spool.write("host-2", contracts.ACTIONS_FILE, good[1])
         spool.write("host-2", contracts.ACTIONS_FILE, not_utf8)
         spool.write("host-2", contracts.ACTIONS_FILE, good[2])
+        # a profile without user_id has no message key: the compacted topic would refuse it
+        spool.write("host-2", contracts.PROFILES_FILE, json.dumps({"note": marker, "gender": 1}))
         spool.write("host-2", contracts.ACTIONS_FILE, good[3])
 
     wanted = {f"{marker}:{i}" for i in range(4)}
@@ -199,14 +201,15 @@ def test_oversize_and_invalid_utf8_lines_do_not_wedge_the_pipeline(platform, kaf
             or marker.encode() in base64.b64decode(e.get("value_base64", ""))
         ]
 
-    tail.poll_until(lambda recs: wanted <= set(action_ids(recs)) and len(mine_rejected(recs)) == 2)
+    tail.poll_until(lambda recs: wanted <= set(action_ids(recs)) and len(mine_rejected(recs)) == 3)
     assert wanted <= set(action_ids(tail.records)), "events after the bad lines still arrive"
     rejected = {r["reason"]: r for r in mine_rejected(tail.records)}
-    assert set(rejected) == {"oversize", "invalid_utf8"}
+    assert set(rejected) == {"oversize", "invalid_utf8", "missing_key"}
+    assert rejected["missing_key"]["topic"] == contracts.TOPIC_PROFILES
     assert rejected["oversize"]["bytes"] == len(huge.encode())
     assert rejected["oversize"]["topic"] == contracts.TOPIC_ACTIONS
     assert rejected["oversize"]["file"].endswith("host-2/actions.log")
     assert base64.b64decode(rejected["invalid_utf8"]["value_base64"]) == not_utf8
     # counted and visible: the rejects topic's offsets appear in `orderlake status --json`
     offsets = platform.status()["kafka"]["end_offsets"][contracts.TOPIC_REJECTS]
-    assert sum(offsets.values()) >= 2
+    assert sum(offsets.values()) >= 3

@@ -45,7 +45,10 @@ def test_edge_agent_tails_its_host_spool_and_routes_by_topic_header(settings):
     assert conf["host_2.sources.tail.headers.profiles.topic"] == contracts.TOPIC_PROFILES
     assert conf["host_2.channels.ch.type"] == "file"
     assert conf["host_2.sinks.avro.port"] == "19414"
-    assert conf["host_2.sources.tail.interceptors"] == "guard key"
+    assert conf["host_2.sources.tail.interceptors"] == "key guard"
+    assert conf["host_2.sources.tail.interceptors.guard.keyRequiredTopics"] == (
+        contracts.TOPIC_PROFILES
+    )
     assert conf["host_2.sources.tail.interceptors.guard.type"].endswith("$Builder")
     assert conf["host_2.sources.tail.interceptors.key.serializers.k.name"] == "key"
 
@@ -125,3 +128,8 @@ def test_status_table_lists_components_and_offsets():
     table = format_status(state)
     assert "flume-collector" in table and "channel 3 events" in table
     assert "tmall.user_actions: 0=5 1=7  total=12" in table
+
+
+def test_cluster_ids_never_look_like_flags():
+    ids = [kafka.new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -75,6 +75,15 @@ log.retention.ms={settings.retention_ms}
 """
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a base64url-encoded random UUID (22 characters). Like Kafka's own
+    Uuid.randomUuid(), never one starting with '-', which the storage tool would read as a flag."""
+    while True:
+        cid = urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def prepare(settings: Settings) -> Path:
     """Write server.properties and format the storage on first start; return the config path."""
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
@@ -82,8 +91,7 @@ def prepare(settings: Settings) -> Path:
     config.write_text(server_properties(settings))
     cluster_id_file = settings.kafka_dir / "cluster.id"
     if not cluster_id_file.exists():
-        # KRaft wants a base64url-encoded 16-byte UUID (22 characters)
-        cluster_id_file.write_text(urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id_file.write_text(new_cluster_id())
     cluster_id = cluster_id_file.read_text().strip()
     java = jvm.java_executable(settings.java_home)
     cmd = [java, "-Xmx256m", "-cp", jvm.classpath("kafka"), "kafka.tools.StorageTool", "format"]

@@ -7,12 +7,15 @@ the Flume collector, then the edge agents, ...), waiting for each to be ready.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from orderlake.errors import OrderlakeError
-from orderlake.settings import Settings
+from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import flume, kafka, ports
 from orderlake.stack.supervisor import Program, Supervisor
 
@@ -102,16 +105,55 @@ def flume_component(settings: Settings, agent: str) -> Component:
     )
 
 
+def streaming_component(settings: Settings) -> Component:
+    """The speed layer's Spark Structured Streaming job (streaming/speed_layer.py)."""
+    from orderlake.stack import streaming
+
+    def programs() -> list[Program]:
+        env = {**settings.to_env(), "PATH": _venv_path(), "PYTHONUNBUFFERED": "1"}
+        return [
+            Program(
+                streaming.NAME,
+                [sys.executable, str(PROJECT_ROOT / "streaming" / "speed_layer.py")],
+                directory=PROJECT_ROOT,
+                environment=env,
+                startsecs=10,
+                stopwaitsecs=60,
+            )
+        ]
+
+    return Component(
+        streaming.NAME,
+        programs,
+        ready=lambda: streaming.wait_ready(settings),
+        address=lambda: {"progress": str(streaming.progress_path(settings))},
+        metrics=lambda: streaming.metrics(settings),
+    )
+
+
+def _venv_path() -> str:
+    # processes find `python`, `airflow`, ... of this virtualenv first
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
 def components(settings: Settings) -> list[Component]:
     """Every component of the embedded platform, in start order."""
     return [
         kafka_component(settings),
         *(flume_component(settings, agent) for agent in flume.agent_names(settings)),
+        streaming_component(settings),
     ]
 
 
-def up(settings: Settings, progress: Callable[[str], None] = print) -> dict:
-    """Start the platform under supervisord; return `status` once every component is ready."""
+def up(
+    settings: Settings,
+    progress: Callable[[str], None] = print,
+    only: set[str] | None = None,
+) -> dict:
+    """Start the platform under supervisord; return `status` once every component is ready.
+
+    ``only`` starts a subset (by component name; `flume` means every Flume agent).
+    """
     if settings.env != "local":
         raise OrderlakeError(
             "`orderlake up` runs the embedded default only (ORDERLAKE_ENV=local); a cluster "
@@ -123,7 +165,10 @@ def up(settings: Settings, progress: Callable[[str], None] = print) -> dict:
             f"orderlake is already running under ORDERLAKE_HOME={settings.home}; "
             "`orderlake status` shows it and `orderlake down` stops it."
         )
-    parts = components(settings)
+    parts = [p for p in components(settings) if _selected(p.name, only)]
+    if only and not parts:
+        known = ", ".join(p.name for p in components(settings))
+        raise OrderlakeError(f"--only {','.join(sorted(only))} names no component; known: {known}.")
     for part in parts:
         ports.require_free(part.ports)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -144,6 +189,10 @@ def up(settings: Settings, progress: Callable[[str], None] = print) -> dict:
     return status(settings)
 
 
+def _selected(name: str, only: set[str] | None) -> bool:
+    return only is None or name in only or ("flume" in only and name.startswith("flume-"))
+
+
 def down(settings: Settings) -> bool:
     """Stop every process and supervisord. False when nothing was running."""
     sup = Supervisor(settings)
@@ -160,7 +209,7 @@ def status(settings: Settings) -> dict:
     result: dict[str, dict] = {}
     for part in components(settings):
         info = procs.get(part.name, {})
-        state = info.get("statename", "STOPPED" if procs else "NOT RUNNING")
+        state = info.get("statename", "NOT STARTED" if procs else "NOT RUNNING")
         entry: dict = {"state": state, "pid": info.get("pid") or None}
         if state == "RUNNING":
             entry["uptime_s"] = int(info.get("now", 0) - info.get("start", 0))

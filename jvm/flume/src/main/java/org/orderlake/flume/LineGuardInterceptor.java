@@ -8,8 +8,10 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Base64;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import org.apache.flume.Context;
 import org.apache.flume.Event;
 import org.apache.flume.event.EventBuilder;
@@ -20,18 +22,21 @@ import org.slf4j.LoggerFactory;
 /**
  * Edge-side guard for tailed log lines.
  *
- * <p>Flume's Kafka sink retries a failed batch forever, so one line larger than Kafka's maximum
- * message size wedges the whole pipeline, and a line of invalid UTF-8 would travel on as if it
- * were an order. This interceptor replaces such a line by a small JSON envelope (reason, size,
- * intended topic, source file, and either the first bytes or the whole line in base64) and routes
- * it to a rejects topic through the {@code topic} header. Nothing is dropped silently: every
- * refused line is one record in the rejects topic and one WARN line in the agent log.
+ * <p>Flume's Kafka sink retries a failed batch forever, so one line Kafka refuses wedges the whole
+ * pipeline: a line larger than Kafka's maximum message size, or a line without a message key bound
+ * for a compacted topic (Kafka refuses keyless records there). A line of invalid UTF-8 would
+ * travel on as if it were an order. This interceptor replaces such a line by a small JSON envelope
+ * (reason, size, intended topic, source file, and either the first bytes or the whole line in
+ * base64) and routes it to a rejects topic through the {@code topic} header. Nothing is dropped
+ * silently: every refused line is one record in the rejects topic and one WARN line in the log.
+ * Place it after the interceptor that sets the {@code key} header.
  *
  * <pre>
- * a.sources.s.interceptors = guard
+ * a.sources.s.interceptors = key guard
  * a.sources.s.interceptors.guard.type = org.orderlake.flume.LineGuardInterceptor$Builder
  * a.sources.s.interceptors.guard.maxBytes = 1000000
  * a.sources.s.interceptors.guard.rejectTopic = tmall.rejects
+ * a.sources.s.interceptors.guard.keyRequiredTopics = tmall.user_profiles
  * </pre>
  */
 public final class LineGuardInterceptor implements Interceptor {
@@ -41,12 +46,15 @@ public final class LineGuardInterceptor implements Interceptor {
   private final int maxBytes;
   private final String rejectTopic;
   private final String topicHeader;
+  private final Set<String> keyRequiredTopics;
   private long rejected;
 
-  LineGuardInterceptor(int maxBytes, String rejectTopic, String topicHeader) {
+  LineGuardInterceptor(
+      int maxBytes, String rejectTopic, String topicHeader, Set<String> keyRequiredTopics) {
     this.maxBytes = maxBytes;
     this.rejectTopic = rejectTopic;
     this.topicHeader = topicHeader;
+    this.keyRequiredTopics = keyRequiredTopics;
   }
 
   @Override
@@ -55,17 +63,19 @@ public final class LineGuardInterceptor implements Interceptor {
   @Override
   public Event intercept(Event event) {
     byte[] body = event.getBody();
+    Map<String, String> headers = event.getHeaders();
     String reason = null;
     if (body.length > maxBytes) {
       reason = "oversize";
     } else if (!isUtf8(body)) {
       reason = "invalid_utf8";
+    } else if (keyRequiredTopics.contains(headers.get(topicHeader)) && headers.get("key") == null) {
+      reason = "missing_key";
     }
     if (reason == null) {
       return event;
     }
     rejected++;
-    Map<String, String> headers = event.getHeaders();
     JsonObject envelope = new JsonObject();
     envelope.addProperty("reason", reason);
     envelope.addProperty("bytes", body.length);
@@ -73,7 +83,7 @@ public final class LineGuardInterceptor implements Interceptor {
     envelope.addProperty("host", headers.get("host"));
     envelope.addProperty("file", headers.get("file"));
     envelope.addProperty("rejected_at_ms", System.currentTimeMillis());
-    if (reason.equals("oversize")) {
+    if ("oversize".equals(reason)) {
       int n = Math.min(HEAD_BYTES, body.length);
       envelope.addProperty("head", new String(body, 0, n, StandardCharsets.UTF_8));
     } else {
@@ -114,17 +124,24 @@ public final class LineGuardInterceptor implements Interceptor {
     private int maxBytes;
     private String rejectTopic;
     private String topicHeader;
+    private Set<String> keyRequiredTopics;
 
     @Override
     public void configure(Context context) {
       maxBytes = context.getInteger("maxBytes", 1_000_000);
       rejectTopic = context.getString("rejectTopic", "tmall.rejects");
       topicHeader = context.getString("topicHeader", "topic");
+      keyRequiredTopics = new HashSet<>();
+      for (String topic : context.getString("keyRequiredTopics", "").split(",")) {
+        if (!topic.isBlank()) {
+          keyRequiredTopics.add(topic.trim());
+        }
+      }
     }
 
     @Override
     public Interceptor build() {
-      return new LineGuardInterceptor(maxBytes, rejectTopic, topicHeader);
+      return new LineGuardInterceptor(maxBytes, rejectTopic, topicHeader, keyRequiredTopics);
     }
   }
 }

@@ -10,13 +10,14 @@ import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.Set;
 import org.apache.flume.Event;
 import org.apache.flume.event.EventBuilder;
 import org.junit.Test;
 
 public class LineGuardInterceptorTest {
   private final LineGuardInterceptor guard =
-      new LineGuardInterceptor(100, "tmall.rejects", "topic");
+      new LineGuardInterceptor(100, "tmall.rejects", "topic", Set.of("tmall.user_profiles"));
 
   private static Event line(byte[] body) {
     Map<String, String> headers = new HashMap<>();
@@ -54,6 +55,26 @@ public class LineGuardInterceptorTest {
         .getAsJsonObject();
     assertEquals("invalid_utf8", env.get("reason").getAsString());
     assertEquals("e8MofQ==", env.get("value_base64").getAsString());
+  }
+
+  @Test
+  public void routesKeylessLinesForCompactedTopicsToRejects() {
+    Event keyless = line("{\"age_range\": 3}".getBytes(StandardCharsets.UTF_8));
+    keyless.getHeaders().put("topic", "tmall.user_profiles");
+    Event out = guard.intercept(keyless);
+    assertEquals("tmall.rejects", out.getHeaders().get("topic"));
+    JsonObject env = JsonParser.parseString(new String(out.getBody(), StandardCharsets.UTF_8))
+        .getAsJsonObject();
+    assertEquals("missing_key", env.get("reason").getAsString());
+    assertEquals("tmall.user_profiles", env.get("topic").getAsString());
+
+    Event keyed = line("{\"user_id\": 3}".getBytes(StandardCharsets.UTF_8));
+    keyed.getHeaders().put("topic", "tmall.user_profiles");
+    keyed.getHeaders().put("key", "3");
+    assertSame(keyed, guard.intercept(keyed));
+    // actions may go without a key (Kafka spreads them over partitions)
+    Event action = line("{\"event_id\": \"x\"}".getBytes(StandardCharsets.UTF_8));
+    assertSame(action, guard.intercept(action));
   }
 
   @Test

@@ -1,0 +1,1 @@
+"""Benchmarks of orderlake (`make bench`); each writes its results to bench/results/."""

@@ -1,0 +1,122 @@
+"""An isolated embedded platform for benchmarks: its own ORDERLAKE_HOME and free ports.
+
+Started and stopped through the real CLI (`orderlake up` / `orderlake down`), exactly as a user
+would, so a benchmark never touches another platform running on the same machine. Example::
+
+    with running_platform() as platform:
+        print(platform.pids())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orderlake.settings import Settings
+from orderlake.stack.ports import free_port, in_use
+
+ORDERLAKE = [sys.executable, "-m", "orderlake.cli"]
+
+
+def isolated_env(home: Path, hosts: int = 2) -> dict[str, str]:
+    """Environment for one isolated platform: its own home and ports free right now."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLAKE_")}
+    monitor = free_port()
+    while any(in_use(monitor + i) for i in range(1, hosts + 1)):  # edge host-N: monitor + N
+        monitor = free_port()
+    env.update(
+        ORDERLAKE_HOME=str(home),
+        ORDERLAKE_HOSTS=str(hosts),
+        ORDERLAKE_KAFKA_PORT=str(free_port()),
+        ORDERLAKE_KAFKA_CONTROLLER_PORT=str(free_port()),
+        ORDERLAKE_FLUME_COLLECTOR_PORT=str(free_port()),
+        ORDERLAKE_FLUME_MONITOR_PORT=str(monitor),
+        ORDERLAKE_AIRFLOW_PORT=str(free_port()),
+        ORDERLAKE_DASHBOARD_PORT=str(free_port()),
+    )
+    return env
+
+
+@dataclass
+class Platform:
+    """A platform started by this process, and the CLI bound to its environment."""
+
+    env: dict[str, str]
+    settings: Settings
+
+    def cli(self, *args: str, timeout: float = 600) -> str:
+        """Run `orderlake ARGS`; its stdout, or RuntimeError with its output when it fails."""
+        done = subprocess.run(
+            [*ORDERLAKE, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"orderlake {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+            )
+        return done.stdout
+
+    def popen(self, *args: str, **kwargs: object) -> subprocess.Popen:
+        return subprocess.Popen([*ORDERLAKE, *args], env=self.env, **kwargs)  # type: ignore[call-overload]
+
+    def supervisorctl(self, *args: str) -> str:
+        """Run supervisorctl against this platform's own supervisord (never another one)."""
+        conf = self.settings.run_dir / "supervisord.conf"
+        return subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json"))
+
+    def pids(self) -> dict[str, int]:
+        """{component: pid} of every running component (kafka, flume-collector, ...)."""
+        return {name: info["pid"] for name, info in self.status().items() if info.get("pid")}
+
+
+@contextmanager
+def running_platform(
+    hosts: int = 2, keep_home: bool = False, only: str | None = None
+) -> Iterator[Platform]:
+    """Start a platform in a fresh temp home; always `orderlake down` it. The home (spool,
+    channels, Kafka log: gigabytes after a benchmark) is deleted unless something failed.
+
+    ``only`` (e.g. "kafka,flume") is passed as `up --only` when this CLI has that option;
+    otherwise every component starts.
+    """
+    home = Path(tempfile.mkdtemp(prefix="orderlake-bench-")) / "home"
+    env = isolated_env(home, hosts)
+    platform = Platform(env, Settings(home=home, **_ports(env)))
+    succeeded = False
+    try:
+        up = ["up"]
+        if only and "--only" in platform.cli("up", "--help"):
+            up += ["--only", only]
+        platform.cli(*up, timeout=300)
+        yield platform
+        succeeded = True
+    finally:
+        platform.cli("down", timeout=300)  # when this fails, the home stays for its logs
+        if succeeded and not keep_home:
+            shutil.rmtree(home.parent, ignore_errors=True)
+        else:
+            print(f"kept ORDERLAKE_HOME={home} (logs in {home / 'logs'})", file=sys.stderr)
+
+
+def _ports(env: dict[str, str]) -> dict[str, int]:
+    return {
+        k.removeprefix("ORDERLAKE_").lower(): int(v)
+        for k, v in env.items()
+        if k.startswith("ORDERLAKE_") and k != "ORDERLAKE_HOME"
+    }

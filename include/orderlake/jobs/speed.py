@@ -1,0 +1,324 @@
+"""The speed layer: tmall.user_profiles + tmall.user_actions -> speed.* Delta tables, always on.
+
+One Structured Streaming query reads both topics. Each micro-batch, in this order:
+  1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
+  2. profiles                -> speed.users (latest per user by updated_at)
+  3. purchases, de-duplicated by event_id against speed.purchases (same event date)
+                             -> speed.purchases (one row per counted purchase, with its bucket)
+  4. their counts            -> speed.orders_by_age_gender_1m (added per 1-minute window)
+
+Exactly once: Kafka offsets are checkpointed; every write carries a Delta transaction id
+(checkpoint's app id, batch id), so a micro-batch re-run after a crash commits each table at
+most once; de-duplication ignores rows the re-run batch itself already wrote. Late events update
+their window whatever its age (counts are added with MERGE, no watermark drops anything).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from orderlake import contracts, lake, schemas
+from orderlake.settings import Settings
+from orderlake.transforms import parsing
+from orderlake.transforms import speed as transforms
+
+QUERY_NAME = "speed"
+MAX_OFFSETS_PER_TRIGGER = 500_000
+PROGRESS_HISTORY = 120  # micro-batches kept in the progress file
+# The streaming session writes only speed.* tables: compact their small files as it goes.
+SESSION_CONF = {
+    "spark.databricks.delta.autoCompact.enabled": "true",
+}
+
+
+def progress_path(settings: Settings) -> Path:
+    return settings.run_dir / "speed-progress.json"
+
+
+def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Both topics from their first offset; lost offsets fail the query (failOnDataLoss)."""
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap)
+        .option("subscribe", f"{contracts.TOPIC_ACTIONS},{contracts.TOPIC_PROFILES}")
+        .option("startingOffsets", "earliest")
+        .option("failOnDataLoss", "true")
+        .option("maxOffsetsPerTrigger", MAX_OFFSETS_PER_TRIGGER)
+        .load()
+    )
+
+
+def app_id(checkpoint: Path) -> str:
+    """The Delta transaction app id of this checkpoint: created once and kept beside it, so a new
+    checkpoint (batch ids from 0 again) never collides with versions committed by an old one."""
+    marker = checkpoint.parent / f"{checkpoint.name}.app-id"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"orderlake-speed-{uuid.uuid4()}")
+    return marker.read_text().strip()
+
+
+class SpeedLayer:
+    """Writes one micro-batch into the speed tables; keeps per-batch statistics."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, app_id: str):
+        self.spark = spark
+        self.settings = settings
+        self.app_id = app_id
+        self.batch_stats: dict[int, dict] = {}
+        for spec in schemas.SPEED_TABLES:
+            lake.ensure_table(spark, settings, spec)
+
+    def path(self, spec: schemas.TableSpec) -> str:
+        return str(lake.table_path(self.settings, spec.name))
+
+    def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.time()
+        spark = batch.sparkSession
+        txn = lake.Txn(self.app_id, batch_id)
+        # read Kafka once and parse once: every write below reuses these cached rows
+        batch = batch.persist()
+        actions = parsing.parse_actions(batch.where(F.col("topic") == contracts.TOPIC_ACTIONS))
+        profiles = parsing.parse_profiles(batch.where(F.col("topic") == contracts.TOPIC_PROFILES))
+        actions = actions.persist()
+        profiles = profiles.persist()
+        try:
+            stats = self._batch_stats(actions, profiles)
+            if stats["quarantined"]:
+                quarantined = parsing.quarantine_rows(actions, "speed").unionByName(
+                    parsing.quarantine_rows(profiles, "speed")
+                )
+                lake.append(quarantined, self.settings, schemas.SPEED_QUARANTINE.name, txn)
+            if stats["profiles"]:
+                self._merge_users(spark, parsing.latest_profiles(profiles), txn)
+            counted = 0
+            if stats["purchases"]:
+                counted = self._count_purchases(spark, actions, batch_id, txn)
+        finally:
+            for cached in (actions, profiles, batch):
+                cached.unpersist()
+        committed = time.time()
+        stats.update(
+            batch_id=batch_id,
+            purchases_counted=counted,
+            write_seconds=round(committed - started, 3),
+            committed_at=_iso(committed),
+        )
+        for key in ("kafka_ts_min", "kafka_ts_max"):
+            if stats[key] is not None:
+                stats[f"{key}_age_s"] = round(committed - stats[key].timestamp(), 3)
+                stats[key] = _iso(stats[key].timestamp())
+        if stats["event_time_max"] is not None:
+            stats["event_time_max"] = stats["event_time_max"].isoformat()
+        self.batch_stats[batch_id] = stats
+
+    def _batch_stats(self, actions: DataFrame, profiles: DataFrame) -> dict:
+        row = (
+            actions.select(
+                F.lit(1).alias("action"),
+                (F.col("reason").isNotNull()).cast("int").alias("bad"),
+                (F.col("reason").isNull() & (F.col("action_type") == 2)).cast("int").alias("buy"),
+                "event_time",
+                "kafka_timestamp",
+            )
+            .unionByName(
+                profiles.select(
+                    F.lit(0).alias("action"),
+                    (F.col("reason").isNotNull()).cast("int").alias("bad"),
+                    F.lit(0).alias("buy"),
+                    F.lit(None).cast("timestamp").alias("event_time"),
+                    "kafka_timestamp",
+                )
+            )
+            .agg(
+                F.sum("action").alias("actions"),
+                F.count("*").alias("rows"),
+                F.sum("bad").alias("quarantined"),
+                F.sum("buy").alias("purchases"),
+                F.max("event_time").alias("event_time_max"),
+                F.min("kafka_timestamp").alias("kafka_ts_min"),
+                F.max("kafka_timestamp").alias("kafka_ts_max"),
+            )
+            .first()
+        )
+        stats = row.asDict() if row else {}
+        for key in ("actions", "rows", "quarantined", "purchases"):
+            stats[key] = int(stats.get(key) or 0)
+        stats["profiles"] = stats["rows"] - stats["actions"]
+        return stats
+
+    def _merge_users(self, spark: SparkSession, latest: DataFrame, txn: lake.Txn) -> None:
+        target = DeltaTable.forPath(spark, self.path(schemas.SPEED_USERS))
+        newer = (
+            "s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.offset > t.offset)"
+        )
+        with lake.transaction(spark, txn):
+            (
+                target.alias("t")
+                .merge(latest.alias("s"), "t.user_id = s.user_id")
+                .whenMatchedUpdateAll(condition=newer)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+    def _count_purchases(
+        self, spark: SparkSession, actions: DataFrame, batch_id: int, txn: lake.Txn
+    ) -> int:
+        purchases = transforms.batch_purchases(actions).persist()
+        try:
+            dates = [r[0] for r in purchases.select(F.to_date("event_time")).distinct().collect()]
+            # the de-duplication set: purchases counted by *earlier* batches on the same dates
+            # (a re-run of this batch must not treat its own first-run rows as duplicates)
+            seen = (
+                spark.read.format("delta")
+                .load(self.path(schemas.SPEED_PURCHASES_TABLE))
+                .where(F.col("event_date").isin(dates) & (F.col("batch_id") < batch_id))
+                .select("event_id")
+            )
+            fresh = purchases.join(seen, "event_id", "left_anti")
+            users = spark.read.format("delta").load(self.path(schemas.SPEED_USERS))
+            counted = transforms.assign_buckets(fresh, users, batch_id).persist()
+            try:
+                n = counted.count()
+                if n:
+                    lake.append(counted, self.settings, schemas.SPEED_PURCHASES_TABLE.name, txn)
+                    self._merge_counts(spark, transforms.count_by_window(counted), txn)
+                return n
+            finally:
+                counted.unpersist()
+        finally:
+            purchases.unpersist()
+
+    def _merge_counts(self, spark: SparkSession, counts: DataFrame, txn: lake.Txn) -> None:
+        target = DeltaTable.forPath(spark, self.path(schemas.SPEED_ORDERS_1M))
+        condition = (
+            "t.window_start = s.window_start AND t.age_bracket = s.age_bracket "
+            "AND t.gender = s.gender"
+        )
+        with lake.transaction(spark, txn):
+            (
+                target.alias("t")
+                .merge(counts.alias("s"), condition)
+                .whenMatchedUpdate(
+                    set={"orders": "t.orders + s.orders", "updated_at": "s.updated_at"}
+                )
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+
+class ProgressWriter(StreamingQueryListener):
+    """Keeps ORDERLAKE_HOME/run/speed-progress.json: the last micro-batches (input rows/s, batch
+    duration, rows quarantined, purchases counted, event-to-commit latency), the offsets the
+    query has processed (for Kafka lag) and a heartbeat, for `orderlake status` and the dashboard.
+    """
+
+    def __init__(self, settings: Settings, layer: SpeedLayer):
+        self.path = progress_path(settings)
+        self.layer = layer
+        self.query_id: str | None = None  # set once the query runs: ignore other queries
+        # keep the batches reported before a restart: status and the dashboard show history
+        previous = _read_json(self.path)
+        self.history: list[dict] = previous.get("batches", [])
+        self.offsets: dict = previous.get("processed_offsets", {})
+        self.started_at = _iso(time.time())
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
+        self._write(state="started")
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        p = event.progress
+        if str(p.id) != self.query_id:
+            return
+        entry = {
+            "batch_id": p.batchId,
+            "timestamp": p.timestamp,
+            "input_rows": p.numInputRows,
+            "input_rows_per_s": round(p.inputRowsPerSecond or 0.0, 1),
+            "processed_rows_per_s": round(p.processedRowsPerSecond or 0.0, 1),
+            "batch_duration_ms": p.batchDuration,
+            "duration_ms": dict(p.durationMs or {}),
+        }
+        entry.update(self.layer.batch_stats.pop(p.batchId, {}))
+        for source in p.sources:
+            if source.endOffset:
+                self.offsets = json.loads(source.endOffset)
+        self.history = [*self.history, entry][-PROGRESS_HISTORY:]
+        self._write(state="running")
+
+    def onQueryIdle(self, event) -> None:  # noqa: N802
+        if str(event.id) == self.query_id:
+            self._write(state="idle")
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        if str(event.id) == self.query_id:
+            self._write(state="terminated", error=event.exception)
+
+    def _write(self, **extra: object) -> None:
+        doc = {
+            "query": QUERY_NAME,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "heartbeat_at": _iso(time.time()),
+            "processed_offsets": self.offsets,
+            "batches": self.history,
+            **extra,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, default=str))
+        tmp.replace(self.path)  # readers never see a half-written file
+
+
+def start(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    source: DataFrame | None = None,
+    available_now: bool = False,
+    checkpoint: Path | None = None,
+) -> StreamingQuery:
+    """Start the speed-layer query and return it.
+
+    ``source`` replaces the Kafka source (tests); ``available_now`` processes what is there and
+    stops (tests, catch-up runs); otherwise micro-batches run back to back, always on.
+    """
+    checkpoint = checkpoint or lake.checkpoint_path(settings, QUERY_NAME)
+    layer = SpeedLayer(spark, settings, app_id(checkpoint))
+    listener = ProgressWriter(settings, layer)
+    spark.streams.addListener(listener)
+    stream = source if source is not None else kafka_source(spark, settings)
+    writer = (
+        stream.writeStream.queryName(QUERY_NAME)
+        .foreachBatch(layer.process_batch)
+        .option("checkpointLocation", str(checkpoint))
+    )
+    writer = (
+        writer.trigger(availableNow=True)
+        if available_now
+        else writer.trigger(processingTime="0 seconds")
+    )
+    query = writer.start()
+    listener.query_id = str(query.id)
+    return query
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,126 @@
+"""The lake on disk: where each Delta table lives, how sessions find it, how writers commit.
+
+Layout: ``<ORDERLAKE_HOME>/lake/<database>/<table>`` for tables, ``<lake>/_checkpoints/<query>``
+for streaming checkpoints. Every session registers what it finds there, so `database.table`
+names work in any process. Writes that may be retried carry a Delta transaction id
+(``Txn``): a retried micro-batch or task commits at most once per table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+from orderlake.schemas import TABLES, TableSpec
+from orderlake.settings import Settings
+
+# Views are (re)created by every session from these definitions, once their tables exist.
+VIEWS: dict[str, tuple[tuple[str, ...], str]] = {}
+
+
+def table_path(settings: Settings, name: str) -> Path:
+    database, table = name.split(".")
+    return settings.lake_dir / database / table
+
+
+def checkpoint_path(settings: Settings, query: str) -> Path:
+    return settings.lake_dir / "_checkpoints" / query
+
+
+def exists(settings: Settings, name: str) -> bool:
+    return (table_path(settings, name) / "_delta_log").is_dir()
+
+
+def discovered_tables(settings: Settings) -> list[str]:
+    """`database.table` for every Delta table under the lake directory."""
+    found = []
+    if settings.lake_dir.is_dir():
+        for db_dir in sorted(settings.lake_dir.iterdir()):
+            if db_dir.name.startswith(("_", ".")) or not db_dir.is_dir():
+                continue
+            for table_dir in sorted(db_dir.iterdir()):
+                if (table_dir / "_delta_log").is_dir():
+                    found.append(f"{db_dir.name}.{table_dir.name}")
+    return found
+
+
+def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
+    """Register every table found on disk, then the views whose tables exist."""
+    names = discovered_tables(settings)
+    for name in names:
+        _register(spark, settings, name)
+    register_views(spark, set(names))
+    return names
+
+
+def register_views(spark: SparkSession, existing: set[str]) -> None:
+    for view, (needs, sql) in VIEWS.items():
+        if set(needs) <= existing:
+            database = view.split(".")[0]
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+            spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+
+
+def _register(spark: SparkSession, settings: Settings, name: str) -> None:
+    database = name.split(".")[0]
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    # external tables: dropping the catalog entry leaves the files; re-creating it makes the name
+    # point at this lake even if the session registered another lake's table before (tests)
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
+    spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
+
+
+def ensure_table(spark: SparkSession, settings: Settings, spec: TableSpec | str) -> str:
+    """Create the table (empty, with its declared schema and partitioning) if it does not exist,
+    and register it in this session. Returns its name."""
+    spec = TABLES[spec] if isinstance(spec, str) else spec
+    path = table_path(settings, spec.name)
+    if not exists(settings, spec.name):
+        writer = spark.createDataFrame([], spec.schema).write.format("delta").mode("ignore")
+        if spec.partition_by:
+            writer = writer.partitionBy(*spec.partition_by)
+        writer.save(str(path))
+    _register(spark, settings, spec.name)
+    return spec.name
+
+
+@dataclass(frozen=True)
+class Txn:
+    """A Delta transaction identifier: (application id, monotonically increasing version).
+
+    Delta records the highest version committed per application id in each table and skips a
+    write whose version is not higher, which makes a retried micro-batch idempotent.
+    """
+
+    app_id: str
+    version: int
+
+
+def append(df: DataFrame, settings: Settings, name: str, txn: Txn | None = None) -> None:
+    """Append rows to a table; with a Txn the append happens at most once per table."""
+    writer = df.write.format("delta").mode("append")
+    if txn is not None:
+        writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+    writer.save(str(table_path(settings, name)))
+
+
+@contextlib.contextmanager
+def transaction(spark: SparkSession, txn: Txn | None) -> Iterator[None]:
+    """Make the MERGE/UPDATE/DELETE statements inside idempotent for this Txn.
+
+    Use one statement per table inside: Delta keys the check by (table, app id).
+    """
+    if txn is None:
+        yield
+        return
+    spark.conf.set("spark.databricks.delta.write.txnAppId", txn.app_id)
+    spark.conf.set("spark.databricks.delta.write.txnVersion", str(txn.version))
+    try:
+        yield
+    finally:
+        spark.conf.unset("spark.databricks.delta.write.txnAppId")
+        spark.conf.unset("spark.databricks.delta.write.txnVersion")

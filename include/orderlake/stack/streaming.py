@@ -1,0 +1,102 @@
+"""The speed layer as a platform component: readiness, progress and Kafka lag for `status`.
+
+The streaming job keeps ORDERLAKE_HOME/run/speed-progress.json (orderlake.jobs.speed); this
+module only reads it, so `status` never needs a Spark session.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+from orderlake import contracts
+from orderlake.errors import OrderlakeError
+from orderlake.settings import Settings
+from orderlake.stack import kafka
+
+NAME = "streaming"
+STALE_AFTER_S = 60  # no progress or idle event for this long: the job is not healthy
+
+
+def progress_path(settings: Settings):
+    return settings.run_dir / "speed-progress.json"
+
+
+def read_progress(settings: Settings) -> dict | None:
+    try:
+        return json.loads(progress_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def heartbeat_age(progress: dict) -> float:
+    beat = datetime.fromisoformat(progress["heartbeat_at"])
+    return time.time() - beat.timestamp()
+
+
+def wait_ready(settings: Settings, timeout: float = 180) -> None:
+    """Wait until a query started after now reports (the file may hold a previous run's)."""
+    since = time.time()
+    deadline = since + timeout
+    while time.time() < deadline:
+        progress = read_progress(settings)
+        if progress and datetime.fromisoformat(progress["heartbeat_at"]).timestamp() >= since:
+            if progress.get("state") == "terminated":
+                raise OrderlakeError(
+                    f"The speed layer stopped at start ({progress.get('error')}); see "
+                    f"{settings.logs_dir / (NAME + '.log')}."
+                )
+            return
+        time.sleep(1)
+    raise OrderlakeError(
+        f"The speed layer did not report within {timeout:.0f} s; see "
+        f"{settings.logs_dir / (NAME + '.log')}."
+    )
+
+
+def lag(settings: Settings, processed: dict) -> dict[str, dict[int, int]]:
+    """Kafka end offsets minus the offsets the query has processed, per topic and partition."""
+    ends = kafka.end_offsets(
+        settings.bootstrap, (contracts.TOPIC_ACTIONS, contracts.TOPIC_PROFILES)
+    )
+    return {
+        topic: {p: end - int(processed.get(topic, {}).get(str(p), 0)) for p, end in parts.items()}
+        for topic, parts in ends.items()
+    }
+
+
+def metrics(settings: Settings) -> dict:
+    progress = read_progress(settings)
+    if not progress:
+        return {"query": "not reported yet"}
+    batches = progress.get("batches", [])
+    last = batches[-1] if batches else {}
+    out = {
+        "query_state": progress.get("state"),
+        "heartbeat_age_s": round(heartbeat_age(progress), 1),
+        "healthy": heartbeat_age(progress) < STALE_AFTER_S,
+        "batches": len(batches),
+        "last_batch": {
+            k: last.get(k)
+            for k in (
+                "batch_id",
+                "input_rows",
+                "input_rows_per_s",
+                "processed_rows_per_s",
+                "batch_duration_ms",
+                "quarantined",
+                "purchases_counted",
+                "event_time_max",
+                "kafka_ts_min_age_s",
+                "committed_at",
+            )
+        },
+    }
+    try:
+        per_partition = lag(settings, progress.get("processed_offsets", {}))
+        out["kafka_lag"] = per_partition
+        out["kafka_lag_total"] = sum(sum(p.values()) for p in per_partition.values())
+    except Exception as exc:  # noqa: BLE001 - status renders even when Kafka is down
+        out["kafka_lag"] = {"error": str(exc)}
+    return out

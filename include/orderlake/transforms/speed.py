@@ -1,0 +1,74 @@
+"""Speed-layer transformations of one micro-batch: parsed actions -> counted purchases -> counts.
+
+Pure DataFrame -> DataFrame functions; the streaming job (orderlake.jobs.speed) reads, joins with
+the tables it keeps and writes. An order is a purchase (action_type 2) counted once per event_id.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from orderlake import contracts
+
+
+def batch_purchases(parsed_actions: DataFrame) -> DataFrame:
+    """Valid purchases of a micro-batch, one per event_id (the earliest Kafka record wins)."""
+    first = F.min_by(
+        F.struct("user_id", "event_time", "partition", "offset", "kafka_timestamp"),
+        F.struct("partition", "offset"),
+    )
+    return (
+        parsed_actions.where(
+            F.col("reason").isNull() & (F.col("action_type") == contracts.ACTION_PURCHASE)
+        )
+        .groupBy("event_id")
+        .agg(first.alias("p"))
+        .select("event_id", "p.*")
+    )
+
+
+def assign_buckets(purchases: DataFrame, users: DataFrame, batch_id: int) -> DataFrame:
+    """Purchases + the users known now -> rows of speed.purchases (schemas.SPEED_PURCHASES).
+
+    A purchase whose user has no profile yet is counted under unknown/unknown and flagged
+    (profile_found = false), so reconciliation can explain it when the profile arrives later.
+    """
+    known = users.select(
+        "user_id",
+        F.col("age_bracket").alias("_bracket"),
+        F.col("gender_label").alias("_gender"),
+        F.lit(True).alias("_found"),
+    )
+    return purchases.join(known, "user_id", "left").select(
+        "event_id",
+        "user_id",
+        "event_time",
+        F.to_date("event_time").alias("event_date"),
+        F.date_trunc("minute", "event_time").alias("window_start"),
+        F.coalesce("_bracket", F.lit(contracts.UNKNOWN)).alias("age_bracket"),
+        F.coalesce("_gender", F.lit(contracts.UNKNOWN)).alias("gender"),
+        F.coalesce("_found", F.lit(False)).alias("profile_found"),
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        F.lit(batch_id).cast("long").alias("batch_id"),
+    )
+
+
+def count_by_window(counted: DataFrame, updated_at: Column | None = None) -> DataFrame:
+    """speed.purchases rows -> orders per (1-minute window, age bracket, gender)."""
+    updated_at = F.current_timestamp() if updated_at is None else updated_at
+    return (
+        counted.groupBy("window_start", "event_date", "age_bracket", "gender")
+        .agg(F.count("*").alias("orders"))
+        .select(
+            "window_start",
+            (F.col("window_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),
+            "event_date",
+            "age_bracket",
+            "gender",
+            "orders",
+            updated_at.alias("updated_at"),
+        )
+    )

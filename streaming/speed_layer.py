@@ -1,0 +1,41 @@
+"""Speed-layer entry point: tmall.user_profiles + tmall.user_actions -> speed.* Delta tables.
+
+Runs until stopped. `orderlake up` starts it under supervisord (restarted if it dies); by hand:
+
+    .venv/bin/python streaming/speed_layer.py            # always on
+    .venv/bin/python streaming/speed_layer.py --once     # process what Kafka holds, then stop
+
+The logic lives in orderlake.jobs.speed; this file only wires settings, session and query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from orderlake.errors import OrderlakeError
+from orderlake.jobs import speed
+from orderlake.settings import Settings
+from orderlake.spark import get_spark
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--once", action="store_true", help="stop when caught up")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        spark = get_spark(settings, "orderlake-speed-layer", conf=speed.SESSION_CONF)
+    except OrderlakeError as exc:
+        print(f"speed layer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    query = speed.start(spark, settings, available_now=args.once)
+    # SIGTERM (orderlake down) stops the query between micro-batches' commits
+    signal.signal(signal.SIGTERM, lambda *_: query.stop())
+    query.awaitTermination()  # re-raises the query's failure: non-zero exit, supervisord restarts
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

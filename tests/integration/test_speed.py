@@ -1,0 +1,68 @@
+"""The speed layer against a real Kafka broker, Spark and Delta (records produced straight to
+Kafka; Flume is tested elsewhere). Each test runs the query until it has read what is there."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from orderlake import lake, schemas
+from orderlake.jobs import speed
+from orderlake.settings import Settings
+from tests.fixtures.workload import expected_counts, generated_workload, send
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def kafka(kafka_only):
+    return kafka_only
+
+
+def settings_for(kafka, tmp_path) -> Settings:
+    """A lake of the test's own, reading the module's broker."""
+    return Settings(home=tmp_path / "home", kafka_port=kafka.settings.kafka_port)
+
+
+def run_once(spark, settings: Settings) -> None:
+    query = speed.start(spark, settings, available_now=True)
+    query.awaitTermination()
+    assert query.exception() is None
+
+
+def table(spark, settings, spec):
+    return spark.read.format("delta").load(str(lake.table_path(settings, spec.name)))
+
+
+def speed_counts(spark, settings) -> Counter:
+    rows = table(spark, settings, schemas.SPEED_ORDERS_1M).collect()
+    return Counter({(r["window_start"], r["age_bracket"], r["gender"]): r["orders"] for r in rows})
+
+
+def test_generated_stream_counts_equal_the_manifest_exactly(spark, kafka, tmp_path):
+    profiles, actions = generated_workload(tmp_path, events=30_000, seed=11)
+    send(kafka.settings.bootstrap, profiles, actions)
+    settings = settings_for(kafka, tmp_path)
+    run_once(spark, settings)
+
+    expected = expected_counts(profiles, actions)
+    got = speed_counts(spark, settings)
+    assert sum(got.values()) == sum(expected.values()) > 1000
+    assert got == expected
+
+    # the manifest's bracket x gender totals, independently: same numbers
+    manifest = json.loads(
+        sorted((tmp_path / "spool-11" / "manifests").glob("*.json"))[0].read_text()
+    )
+    by_bucket = Counter()
+    for (_, bracket, gender), n in got.items():
+        by_bucket[(bracket, gender)] += n
+    for bracket, genders in manifest["purchases_by_age_gender"].items():
+        for gender, n in genders.items():
+            assert by_bucket[(bracket, gender)] == n, (bracket, gender)
+
+    # a second run with nothing new changes nothing
+    run_once(spark, settings)
+    assert speed_counts(spark, settings) == expected

@@ -1,0 +1,225 @@
+"""Contract parsing and the speed-layer transforms on literal rows (a local Spark, no Kafka)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from orderlake import contracts, schemas
+from orderlake.transforms import parsing
+from orderlake.transforms import speed as transforms
+
+KAFKA_TIME = datetime(2015, 11, 11, 12, 0, tzinfo=UTC)
+GOOD_ACTION = {
+    "event_id": "host-1:actions.log:1",
+    "user_id": 7,
+    "item_id": 2,
+    "cat_id": 3,
+    "seller_id": 4,
+    "brand_id": 5,
+    "action_type": 2,
+    "event_time": "2015-11-11T10:00:00.123Z",
+}
+GOOD_PROFILE = {"user_id": 7, "age_range": 3, "gender": 0, "updated_at": "2015-11-01T00:00:00Z"}
+
+
+def records(spark, values, topic=contracts.TOPIC_ACTIONS):
+    """Kafka-shaped rows: value as bytes (dicts are JSON-encoded), offsets 0..n-1."""
+    rows = []
+    for offset, value in enumerate(values):
+        if isinstance(value, dict | list):
+            value = json.dumps(value)
+        if isinstance(value, str):
+            value = value.encode()
+        rows.append((topic, 0, offset, KAFKA_TIME, b"7", value))
+    return spark.createDataFrame(rows, schemas.KAFKA_RECORD)
+
+
+def with_(**changes):
+    return {**GOOD_ACTION, **changes}
+
+
+def without(field):
+    return {k: v for k, v in GOOD_ACTION.items() if k != field}
+
+
+ACTION_CASES = [
+    (GOOD_ACTION, None, None),
+    (with_(brand_id=None), None, None),
+    (without("brand_id"), None, None),
+    (with_(user_id=6.0), None, None),  # an integral float, as pandas re-saves Tianchi codes
+    ("", "empty_record", None),
+    ("   ", "empty_record", None),
+    (b'{"event_id": "caf\xe9"}', "not_utf8", None),
+    ("{not json", "not_json", None),
+    ([1, 2, 3], "not_object", "ARRAY<BIGINT>"),
+    ('"just a string"', "not_object", "STRING"),
+    ("null", "not_object", "VOID"),
+    (without("event_id"), "missing_field", "event_id"),
+    (with_(user_id=None), "missing_field", "user_id"),
+    (without("event_time"), "missing_field", "event_time"),
+    (with_(user_id="7"), "mistyped_field", "user_id"),
+    (with_(item_id=1.5), "mistyped_field", "item_id"),
+    (with_(action_type="2"), "mistyped_field", "action_type"),
+    (with_(event_id=12), "mistyped_field", "event_id"),
+    (with_(brand_id="x"), "mistyped_field", "brand_id"),
+    (with_(event_time=1447236000), "mistyped_field", "event_time"),
+    (with_(seller_id=0), "invalid_id", "seller_id"),
+    (with_(cat_id=-3), "invalid_id", "cat_id"),
+    (with_(user_id=2**70), "invalid_id", "user_id"),
+    (with_(event_id=" "), "invalid_event_id", None),
+    (with_(event_id="x" * 300), "invalid_event_id", None),
+    (with_(action_type=7), "unknown_action_type", "7"),
+    (with_(event_time="yesterday"), "bad_event_time", "event_time=yesterday"),
+    (with_(event_time="1970-01-01T00:00:00Z"), "absurd_event_time", None),
+    (with_(event_time="2015-11-13T00:00:00Z"), "absurd_event_time", None),  # > kafka time + 1 day
+]
+
+
+@pytest.fixture(scope="module")
+def parsed_actions(spark):
+    rows = parsing.parse_actions(records(spark, [case[0] for case in ACTION_CASES])).collect()
+    return {row["offset"]: row for row in rows}
+
+
+@pytest.mark.parametrize("index", range(len(ACTION_CASES)))
+def test_action_reason(parsed_actions, index):
+    value, reason, detail = ACTION_CASES[index]
+    row = parsed_actions[index]
+    assert row["reason"] == reason, f"{value!r}: {row['detail']}"
+    if detail is not None:
+        assert row["detail"] == detail
+    if reason is None:
+        assert row["event_id"] == GOOD_ACTION["event_id"]
+        assert row["event_time"] == datetime(2015, 11, 11, 10, 0, 0, 123000)
+    else:
+        assert row["event_id"] is None and row["user_id"] is None  # nothing half-typed leaks
+
+
+def test_every_action_reason_code_is_exercised():
+    used = {case[1] for case in ACTION_CASES} - {None}
+    profile_only = {"unknown_age_range", "unknown_gender"}
+    assert used == set(parsing.REASONS) - profile_only
+
+
+def test_valid_action_keeps_kafka_coordinates_and_raw_text(parsed_actions):
+    row = parsed_actions[0]
+    assert (row["topic"], row["partition"], row["offset"]) == (contracts.TOPIC_ACTIONS, 0, 0)
+    assert row["key"] == "7" and json.loads(row["value_text"]) == GOOD_ACTION
+    assert row["brand_id"] == 5 and row["action_type"] == 2
+
+
+PROFILE_CASES = [
+    (GOOD_PROFILE, None),
+    ({**GOOD_PROFILE, "age_range": None, "gender": None}, None),
+    ({"user_id": 8, "updated_at": "2015-11-01T00:00:00Z"}, None),  # codes absent = unknown
+    ({**GOOD_PROFILE, "age_range": 9}, "unknown_age_range"),
+    ({**GOOD_PROFILE, "gender": 3}, "unknown_gender"),
+    ({**GOOD_PROFILE, "gender": "male"}, "mistyped_field"),
+    ({**GOOD_PROFILE, "user_id": -1}, "invalid_id"),
+    ({"age_range": 1, "gender": 1, "updated_at": "2015-11-01T00:00:00Z"}, "missing_field"),
+    ({**GOOD_PROFILE, "updated_at": "soon"}, "bad_event_time"),
+    ("[]", "not_object"),
+]
+
+
+def test_profile_reasons(spark):
+    rows = parsing.parse_profiles(
+        records(spark, [c[0] for c in PROFILE_CASES], contracts.TOPIC_PROFILES)
+    ).collect()
+    got = {r["offset"]: r["reason"] for r in rows}
+    assert got == {i: c[1] for i, c in enumerate(PROFILE_CASES)}
+
+
+def test_quarantine_rows_carry_reason_layer_and_raw_value(spark):
+    parsed = parsing.parse_actions(records(spark, [GOOD_ACTION, "{oops", with_(action_type=9)]))
+    q = parsing.quarantine_rows(parsed, "speed").orderBy("offset").collect()
+    assert [(r["offset"], r["reason"], r["layer"]) for r in q] == [
+        (1, "not_json", "speed"),
+        (2, "unknown_action_type", "speed"),
+    ]
+    assert q[0]["value"] == b"{oops" and q[0]["value_text"] == "{oops"
+    assert parsing.quarantine_rows(parsed, "speed").schema.fieldNames() == (
+        schemas.QUARANTINE.fieldNames()
+    )
+
+
+@pytest.mark.parametrize("code", [None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 42])
+def test_spark_bucket_mapping_equals_the_python_one(spark, code):
+    df = spark.createDataFrame([(code, code)], "a int, g int")
+    row = df.select(
+        parsing.age_bracket(F.col("a")).alias("b"), parsing.gender_label(F.col("g")).alias("l")
+    ).first()
+    assert row["b"] == contracts.age_bracket(code)
+    assert row["l"] == contracts.gender_label(code)
+
+
+def test_latest_profile_wins_by_updated_at_then_offset(spark):
+    values = [
+        {**GOOD_PROFILE, "age_range": 2, "updated_at": "2015-11-01T00:00:00Z"},
+        {**GOOD_PROFILE, "age_range": 4, "updated_at": "2015-11-03T00:00:00Z"},
+        {**GOOD_PROFILE, "age_range": 5, "updated_at": "2015-11-02T00:00:00Z"},
+        {**GOOD_PROFILE, "user_id": 9, "age_range": 1, "gender": None},
+        {**GOOD_PROFILE, "user_id": 9, "age_range": 6, "gender": 1},  # same time, later offset
+    ]
+    parsed = parsing.parse_profiles(records(spark, values, contracts.TOPIC_PROFILES))
+    got = parsing.latest_profiles(parsed).select(
+        "user_id", "age_range", "gender", "age_bracket", "gender_label", "offset"
+    )
+    expected = spark.createDataFrame(
+        [(7, 4, 0, "30-34", "female", 1), (9, 6, 1, "40-49", "male", 4)],
+        "user_id long, age_range int, gender int, age_bracket string, gender_label string, "
+        "offset long",
+    )
+    assertDataFrameEqual(got, expected)
+
+
+def test_batch_purchases_keep_one_row_per_event_id(spark):
+    values = [
+        GOOD_ACTION,
+        with_(action_type=0, event_id="click"),
+        GOOD_ACTION,  # a Flume duplicate, later offset
+        with_(event_id="other"),
+    ]
+    got = transforms.batch_purchases(parsing.parse_actions(records(spark, values)))
+    rows = {r["event_id"]: r["offset"] for r in got.collect()}
+    assert rows == {GOOD_ACTION["event_id"]: 0, "other": 3}
+
+
+def test_purchases_without_profile_count_as_unknown(spark):
+    purchases = transforms.batch_purchases(
+        parsing.parse_actions(records(spark, [GOOD_ACTION, with_(event_id="b", user_id=99)]))
+    )
+    users = parsing.latest_profiles(
+        parsing.parse_profiles(records(spark, [GOOD_PROFILE], contracts.TOPIC_PROFILES))
+    )
+    counted = transforms.assign_buckets(purchases, users, batch_id=5)
+    got = {
+        r["user_id"]: (r["age_bracket"], r["gender"], r["profile_found"], r["batch_id"])
+        for r in counted.collect()
+    }
+    assert got == {7: ("25-29", "female", True, 5), 99: ("unknown", "unknown", False, 5)}
+    assert counted.schema.fieldNames() == schemas.SPEED_PURCHASES.fieldNames()
+
+
+def test_count_by_window_buckets_per_minute(spark):
+    values = [
+        with_(event_id="a", event_time="2015-11-11T10:00:01Z"),
+        with_(event_id="b", event_time="2015-11-11T10:00:59.999Z"),
+        with_(event_id="c", event_time="2015-11-11T10:01:00Z"),
+    ]
+    purchases = transforms.batch_purchases(parsing.parse_actions(records(spark, values)))
+    users = parsing.latest_profiles(
+        parsing.parse_profiles(records(spark, [GOOD_PROFILE], contracts.TOPIC_PROFILES))
+    )
+    counts = transforms.count_by_window(transforms.assign_buckets(purchases, users, 0))
+    got = sorted(
+        (r["window_start"].minute, r["window_end"].minute, r["event_date"], r["orders"])
+        for r in counts.collect()
+    )
+    assert got == [(0, 1, date(2015, 11, 11), 2), (1, 2, date(2015, 11, 11), 1)]
+    assert counts.schema.fieldNames() == schemas.ORDERS_1M.fieldNames()
