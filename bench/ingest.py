@@ -590,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - keep the steps measured so far
             error = f"{type(exc).__name__}: {exc}"
             print(f"benchmark failed: {error}", file=sys.stderr)
+            platform.keep_home = True  # for its logs
     result = {
         "benchmark": "ingest",
         "timestamp": started.isoformat(timespec="seconds").replace("+00:00", "Z"),

@@ -51,6 +51,7 @@ class Platform:
 
     env: dict[str, str]
     settings: Settings
+    keep_home: bool = False  # set it to keep the home after `down` (e.g. for its logs)
 
     def cli(self, *args: str, timeout: float = 600) -> str:
         """Run `orderlake ARGS`; its stdout, or RuntimeError with its output when it fails."""
@@ -90,28 +91,30 @@ def running_platform(
     hosts: int = 2, keep_home: bool = False, only: str | None = None
 ) -> Iterator[Platform]:
     """Start a platform in a fresh temp home; always `orderlake down` it. The home (spool,
-    channels, Kafka log: gigabytes after a benchmark) is deleted unless something failed.
+    channels, Kafka log: gigabytes after a benchmark) is then deleted, unless an error happened
+    or ``keep_home``.
 
     ``only`` (e.g. "kafka,flume") is passed as `up --only` when this CLI has that option;
     otherwise every component starts.
     """
     home = Path(tempfile.mkdtemp(prefix="orderlake-bench-")) / "home"
     env = isolated_env(home, hosts)
-    platform = Platform(env, Settings(home=home, **_ports(env)))
-    succeeded = False
+    platform = Platform(env, Settings(home=home, **_ports(env)), keep_home)
     try:
         up = ["up"]
         if only and "--only" in platform.cli("up", "--help"):
             up += ["--only", only]
         platform.cli(*up, timeout=300)
         yield platform
-        succeeded = True
+    except Exception:
+        platform.keep_home = True  # its logs explain the failure (Ctrl-C is no failure)
+        raise
     finally:
-        platform.cli("down", timeout=300)  # when this fails, the home stays for its logs
-        if succeeded and not keep_home:
-            shutil.rmtree(home.parent, ignore_errors=True)
-        else:
+        platform.cli("down", timeout=300)  # when this fails, the home stays as well
+        if platform.keep_home:
             print(f"kept ORDERLAKE_HOME={home} (logs in {home / 'logs'})", file=sys.stderr)
+        else:
+            shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def _ports(env: dict[str, str]) -> dict[str, int]:

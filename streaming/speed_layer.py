@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        spark = get_spark(settings, "orderlake-speed-layer", conf=speed.SESSION_CONF)
+        conf = {**speed.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
+        spark = get_spark(settings, "orderlake-speed-layer", conf=conf)
     except OrderlakeError as exc:
         print(f"speed layer: error: {exc}", file=sys.stderr)
         return exc.exit_code

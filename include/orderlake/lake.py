@@ -17,9 +17,23 @@ from pyspark.sql import DataFrame, SparkSession
 
 from orderlake.schemas import TABLES, TableSpec
 from orderlake.settings import Settings
+from orderlake.transforms import gold as gold_transforms
+from orderlake.transforms import speed as speed_transforms
 
-# Views are (re)created by every session from these definitions, once their tables exist.
-VIEWS: dict[str, tuple[tuple[str, ...], str]] = {}
+# Views are (re)created by every session from these definitions, once their tables exist:
+# {view: (tables it reads, SQL)}.
+VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
+    "speed.orders_by_age_gender_1m": (
+        ("speed.purchases",),
+        speed_transforms.orders_by_window_sql("speed.purchases"),
+    ),
+    "gold.orders_by_age_gender": (
+        ("gold.orders_by_age_gender_daily", "speed.purchases"),
+        gold_transforms.serving_view_sql(
+            "gold.orders_by_age_gender_daily", "speed.orders_by_age_gender_1m"
+        ),
+    ),
+}
 
 
 def table_path(settings: Settings, name: str) -> Path:
@@ -85,6 +99,7 @@ def ensure_table(spark: SparkSession, settings: Settings, spec: TableSpec | str)
             writer = writer.partitionBy(*spec.partition_by)
         writer.save(str(path))
     _register(spark, settings, spec.name)
+    register_views(spark, set(discovered_tables(settings)))
     return spec.name
 
 
@@ -98,6 +113,21 @@ class Txn:
 
     app_id: str
     version: int
+
+
+def read(spark: SparkSession, settings: Settings, name: str) -> DataFrame:
+    """The current version of a table, read by path (no catalog needed)."""
+    return spark.read.format("delta").load(str(table_path(settings, name)))
+
+
+def overwrite(
+    df: DataFrame, settings: Settings, name: str, replace_where: str | None = None
+) -> None:
+    """Replace the whole table, or only the rows matching ``replace_where`` (idempotent)."""
+    writer = df.write.format("delta").mode("overwrite")
+    if replace_where is not None:
+        writer = writer.option("replaceWhere", replace_where)
+    writer.save(str(table_path(settings, name)))
 
 
 def append(df: DataFrame, settings: Settings, name: str, txn: Txn | None = None) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     BooleanType,
     DateType,
+    DoubleType,
     IntegerType,
     LongType,
     StringType,
@@ -121,16 +123,7 @@ SPEED_PURCHASES = _struct(
     ("offset", LongType(), False),
     ("kafka_timestamp", TimestampType(), True),
     ("batch_id", LongType(), False),
-)
-
-ORDERS_1M = _struct(
-    ("window_start", TimestampType(), False),
-    ("window_end", TimestampType(), False),
-    ("event_date", DateType(), False),
-    ("age_bracket", StringType(), False),
-    ("gender", StringType(), False),
-    ("orders", LongType(), False),
-    ("updated_at", TimestampType(), False),
+    ("counted_at", TimestampType(), False),
 )
 
 SPEED_USERS = TableSpec("speed.users", USERS, writer="streaming", comment="latest profile per user")
@@ -139,18 +132,122 @@ SPEED_QUARANTINE = TableSpec(
 )
 # Speed tables are not partitioned: a micro-batch of a historical replay touches hundreds of
 # event dates, and one file per date per batch would bury the tables in small files.
+# speed.purchases is both the de-duplication set and the source of the per-minute counts (the
+# view speed.orders_by_age_gender_1m): one append per micro-batch, so the two cannot disagree.
 SPEED_PURCHASES_TABLE = TableSpec(
     "speed.purchases",
     SPEED_PURCHASES,
     writer="streaming",
-    comment="one row per counted purchase (the de-duplication set) with the bucket it went to",
-)
-SPEED_ORDERS_1M = TableSpec(
-    "speed.orders_by_age_gender_1m",
-    ORDERS_1M,
-    writer="streaming",
-    comment="orders per 1-minute event-time window x age bracket x gender",
+    comment="one row per counted purchase, with the bucket it was counted under",
 )
 
-SPEED_TABLES = (SPEED_USERS, SPEED_QUARANTINE, SPEED_PURCHASES_TABLE, SPEED_ORDERS_1M)
+SPEED_TABLES = (SPEED_USERS, SPEED_QUARANTINE, SPEED_PURCHASES_TABLE)
 TABLES: dict[str, TableSpec] = {t.name: t for t in SPEED_TABLES}
+
+# --- batch layer -----------------------------------------------------------------------------
+BRONZE_RECORDS = _struct(
+    ("topic", StringType(), False),
+    ("partition", IntegerType(), False),
+    ("offset", LongType(), False),
+    ("kafka_timestamp", TimestampType(), True),
+    ("kafka_date", DateType(), True),
+    ("key", StringType(), True),
+    ("value", StringType(), True),  # the record as text; null when it is not UTF-8
+    ("value_bytes", BinaryType(), True),  # the raw bytes, kept only when value is not UTF-8
+    ("load_id", LongType(), False),
+    ("ingested_at", TimestampType(), False),
+)
+
+SILVER_ACTIONS = _struct(
+    ("event_id", StringType(), False),
+    ("user_id", LongType(), False),
+    ("item_id", LongType(), False),
+    ("cat_id", LongType(), False),
+    ("seller_id", LongType(), False),
+    ("brand_id", LongType(), True),
+    ("action_type", IntegerType(), False),
+    ("event_time", TimestampType(), False),
+    ("event_date", DateType(), False),
+    ("topic", StringType(), False),
+    ("partition", IntegerType(), False),
+    ("offset", LongType(), False),
+    ("kafka_timestamp", TimestampType(), True),
+    ("load_id", LongType(), False),
+)
+
+GOLD_DAILY = _struct(
+    ("event_date", DateType(), False),
+    ("age_bracket", StringType(), False),
+    ("gender", StringType(), False),
+    ("orders", LongType(), False),
+    ("share", DoubleType(), False),  # of the day's orders
+    ("final", BooleanType(), False),  # the day is closed: later data is not expected
+    ("computed_at", TimestampType(), False),
+)
+
+BATCH_RUNS = _struct(
+    ("layer", StringType(), False),
+    ("run_id", StringType(), False),
+    ("cursor_from", LongType(), False),
+    ("cursor_to", LongType(), False),
+    ("affected_dates", ArrayType(DateType()), False),
+    ("rows_in", LongType(), False),
+    ("rows_out", LongType(), False),
+    ("duplicates_removed", LongType(), False),
+    ("quarantined", LongType(), False),
+    ("mode", StringType(), False),  # incremental | full | replay
+    ("closed_through", DateType(), True),  # gold: days up to this one are final
+    ("started_at", TimestampType(), False),
+    ("finished_at", TimestampType(), False),
+)
+
+REPLAYS = _struct(
+    ("replay_id", StringType(), False),
+    ("topic", StringType(), False),
+    ("range_from", StringType(), False),
+    ("range_to", StringType(), False),
+    ("offsets", StringType(), False),  # JSON {partition: [from, to)}
+    ("layers", StringType(), False),
+    ("records", LongType(), False),
+    ("bronze_rows_added", LongType(), False),
+    ("affected_dates", ArrayType(DateType()), False),
+    ("status", StringType(), False),
+    ("message", StringType(), True),
+    ("started_at", TimestampType(), False),
+    ("finished_at", TimestampType(), False),
+)
+
+BRONZE_TABLE = TableSpec(
+    "bronze.kafka_records",
+    BRONZE_RECORDS,
+    partition_by=("topic", "kafka_date"),
+    comment="one row per Kafka record of every topic, exactly once",
+)
+SILVER_ACTIONS_TABLE = TableSpec(
+    "silver.user_actions",
+    SILVER_ACTIONS,
+    partition_by=("event_date",),
+    comment="one row per event_id: typed, de-duplicated user actions",
+)
+SILVER_USERS = TableSpec("silver.users", USERS, comment="latest profile per user")
+QUARANTINE_TABLE = TableSpec(
+    "quarantine.records", QUARANTINE, comment="records the batch layer could not use, with why"
+)
+GOLD_DAILY_TABLE = TableSpec(
+    "gold.orders_by_age_gender_daily",
+    GOLD_DAILY,
+    comment="orders and share of the day per event date x age bracket x gender",
+)
+BATCH_RUNS_TABLE = TableSpec("ops.batch_runs", BATCH_RUNS, comment="one row per batch layer run")
+REPLAYS_TABLE = TableSpec("ops.replays", REPLAYS, comment="one row per replay")
+
+BATCH_TABLES = (
+    BRONZE_TABLE,
+    SILVER_ACTIONS_TABLE,
+    SILVER_USERS,
+    QUARANTINE_TABLE,
+    GOLD_DAILY_TABLE,
+    BATCH_RUNS_TABLE,
+    REPLAYS_TABLE,
+)
+TABLES.update({t.name: t for t in BATCH_TABLES})

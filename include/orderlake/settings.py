@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Spark
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
+    speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
+
+    # Batch layer: a day is final once the data has moved this far past its end
+    lateness_minutes: int = 10
 
     # Web parts
     airflow_port: int = 8080

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from orderlake import lake, schemas
+from orderlake import lake
 from orderlake.jobs import speed
 from orderlake.settings import Settings
 from tests.fixtures.workload import expected_counts, generated_workload, send
@@ -36,8 +36,14 @@ def table(spark, settings, spec):
     return spark.read.format("delta").load(str(lake.table_path(settings, spec.name)))
 
 
+def orders_1m(spark, settings):
+    """The view speed.orders_by_age_gender_1m of this test's lake."""
+    lake.register_tables(spark, settings)
+    return spark.table("speed.orders_by_age_gender_1m")
+
+
 def speed_counts(spark, settings) -> Counter:
-    rows = table(spark, settings, schemas.SPEED_ORDERS_1M).collect()
+    rows = orders_1m(spark, settings).collect()
     return Counter({(r["window_start"], r["age_bracket"], r["gender"]): r["orders"] for r in rows})
 
 

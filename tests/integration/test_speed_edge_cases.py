@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from orderlake import contracts, schemas
 from orderlake.transforms.parsing import REASONS
 from tests.fixtures.stack import produce
-from tests.integration.test_speed import run_once, settings_for, table
+from tests.integration.test_speed import orders_1m, run_once, settings_for, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -116,11 +116,7 @@ def test_purchases_of_a_user_without_profile_count_as_unknown(spark, kafka_only,
         "u-3": ("unknown", "unknown", False),
     }
     window = datetime(2015, 11, 11, 9, 1)
-    rows = (
-        table(spark, settings, schemas.SPEED_ORDERS_1M)
-        .where(F.col("window_start") == window)
-        .collect()
-    )
+    rows = orders_1m(spark, settings).where(F.col("window_start") == window).collect()
     counts = {(r["age_bracket"], r["gender"]): r["orders"] for r in rows}
     assert counts[("unknown", "unknown")] >= 2  # other tests' strangers may share the window
 
@@ -151,7 +147,7 @@ def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only,
     )
     assert len(purchases) == 1
     rows = (
-        table(spark, settings, schemas.SPEED_ORDERS_1M)
+        orders_1m(spark, settings)
         .where(
             (F.col("window_start") == datetime(2015, 11, 11, 9, 2))
             & (F.col("age_bracket") == "30-34")

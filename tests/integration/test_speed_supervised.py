@@ -32,8 +32,9 @@ def speed_platform(tmp_path_factory):
 def last_committed_batch(settings) -> int:
     """Highest micro-batch id that wrote its rows (batch ids continue across restarts)."""
     progress = streaming.read_progress(settings) or {}
-    return max((b["batch_id"] for b in progress.get("batches", []) if b.get("committed_at")),
-               default=-1)
+    return max(
+        (b["batch_id"] for b in progress.get("batches", []) if b.get("committed_at")), default=-1
+    )
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -80,11 +81,8 @@ def test_kill_9_three_times_mid_stream_keeps_counts_exact(speed_platform, spark,
     wait_until(caught_up, 600, "the speed layer to catch up (Kafka lag 0)")
 
     expected = expected_counts(profiles, actions)
-    rows = (
-        spark.read.format("delta")
-        .load(str(lake.table_path(settings, schemas.SPEED_ORDERS_1M.name)))
-        .collect()
-    )
+    lake.register_tables(spark, settings)
+    rows = spark.table("speed.orders_by_age_gender_1m").collect()
     got = Counter({(r["window_start"], r["age_bracket"], r["gender"]): r["orders"] for r in rows})
     assert sum(got.values()) == sum(expected.values())
     assert got == expected

@@ -53,26 +53,103 @@ EARLIEST_PLAUSIBLE = "2000-01-01 00:00:00"
 MAX_EVENT_ID_LENGTH = 256
 
 
-def _field(name: str) -> Column:
-    return F.expr(f"variant_get(_v, '$.{name}')")
+# Field kinds: how a field's JSON value is typed and checked.
+ID, CODE, TEXT, TIME = "id", "code", "text", "time"
+ACTION_FIELDS = {
+    "event_id": TEXT,
+    "user_id": ID,
+    "item_id": ID,
+    "cat_id": ID,
+    "seller_id": ID,
+    "brand_id": ID,
+    "action_type": CODE,
+    "event_time": TIME,
+}
+PROFILE_FIELDS = {"user_id": ID, "age_range": CODE, "gender": CODE, "updated_at": TIME}
 
 
-def _type(name: str) -> Column:
-    return F.expr(f"schema_of_variant(variant_get(_v, '$.{name}'))")
+def _facts(records: DataFrame, fields: dict[str, str], carry: tuple[str, ...]) -> DataFrame:
+    """Stage 1: decode key and value and extract, per contract field, its JSON type
+    (``_t_<f>``: NULL when absent, VOID for null, BIGINT, STRING, ...) and typed value
+    (``_x_<f>``). Later stages only compare these plain columns.
+
+    Two paths, one result: well-formed records (the vast majority) are read by ``from_json``
+    with the contract's schema, which is fast; a record that schema refuses (not JSON, not an
+    object, a mistyped field) is parsed into a VARIANT, which tells its exact JSON types. Each
+    stage is its own projection so Spark computes every extracted value once per row.
+    """
+    text = F.col("value").cast("string")
+    fast_schema = ", ".join(
+        f"{name} {'variant' if kind in (TEXT, TIME) else 'bigint'}" for name, kind in fields.items()
+    )
+    env = records.select(
+        *carry,
+        "topic",
+        "partition",
+        "offset",
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").cast("string").alias("key"),
+        "value",
+        F.expr("is_valid_utf8(value)").alias("_utf8"),
+        F.when(F.expr("is_valid_utf8(value)"), text).alias("value_text"),
+        F.from_json(
+            text, f"{fast_schema}, _corrupt string", {"columnNameOfCorruptRecord": "_corrupt"}
+        ).alias("_fast"),
+    )
+    slow = F.col("_fast").isNull() | F.col("_fast._corrupt").isNotNull()
+    env = env.select("*", slow.alias("_slow")).select(
+        "*", F.when(F.col("_slow"), F.expr("try_parse_json(CAST(value AS STRING))")).alias("_v")
+    )
+    on_slow = F.col("_slow")
+    extracted = [
+        F.when(on_slow, F.expr("schema_of_variant(_v)")).otherwise(F.lit("OBJECT")).alias("_t")
+    ]
+    for name, kind in fields.items():
+        slow_type = F.expr(f"schema_of_variant(variant_get(_v, '$.{name}'))")
+        fast_field = F.col(f"_fast.{name}")
+        if kind in (TEXT, TIME):
+            fast_type = F.expr(f"schema_of_variant(_fast.{name})")
+            fast_value = F.expr(f"try_variant_get(_fast.{name}, '$', 'string')")
+            slow_value = F.expr(f"try_variant_get(_v, '$.{name}', 'string')")
+        else:
+            fast_type = F.when(fast_field.isNotNull(), F.lit("BIGINT"))
+            fast_value = fast_field
+            slow_value = F.expr(f"try_variant_get(_v, '$.{name}', 'bigint')")
+        extracted += [
+            F.when(on_slow, slow_type).otherwise(fast_type).alias(f"_t_{name}"),
+            F.when(on_slow, slow_value).otherwise(fast_value).alias(f"_x_{name}"),
+        ]
+    times = [
+        F.expr(f"try_to_timestamp(_x_{name})").alias(f"_p_{name}")
+        for name, kind in fields.items()
+        if kind == TIME
+    ]
+    return _fence(env.select("*", *extracted).select("*", *times))
+
+
+def _fence(df: DataFrame) -> DataFrame:
+    """An optimizer fence: the same rows through a Generate node.
+
+    Spark pushes a filter through projections by substituting each column's definition; a
+    filter on ``reason`` would inline every extraction above (from_json, VARIANT navigation)
+    once per reference, growing plans to hundreds of thousands of nodes (slow planning, driver
+    out of memory). Predicates on generated columns are not pushed below a Generate."""
+    return df.select(F.inline(F.array(F.struct(*df.columns))))
 
 
 def _absent(name: str) -> Column:
-    return _field(name).isNull() | (_type(name) == "VOID")
+    t = F.col(f"_t_{name}")
+    return t.isNull() | (t == "VOID")
 
 
 def _is_integral(name: str) -> Column:
     # JSON integers come back as BIGINT; 6.0 as DECIMAL(1,0): integral, accepted
-    t = _type(name)
+    t = F.col(f"_t_{name}")
     return (t == "BIGINT") | t.rlike(r"^DECIMAL\(\d+,0\)$")
 
 
-def _long(name: str) -> Column:
-    return F.expr(f"try_variant_get(_v, '$.{name}', 'bigint')")
+def _x(name: str) -> Column:
+    return F.col(f"_x_{name}")
 
 
 def _first_failure(checks: list[tuple[Column, str, str | Column | None]]) -> Column:
@@ -92,42 +169,36 @@ def _first_failure(checks: list[tuple[Column, str, str | Column | None]]) -> Col
     return F.coalesce(*failures)
 
 
-def _envelope(records: DataFrame) -> DataFrame:
-    """Decode key and value, parse the value once into a VARIANT column _v."""
-    text = F.col("value").cast("string")
-    return records.select(
-        "topic",
-        "partition",
-        "offset",
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("key").cast("string").alias("key"),
-        "value",
-        F.when(F.expr("is_valid_utf8(value)"), text).alias("value_text"),
-        F.expr("try_parse_json(CAST(value AS STRING))").alias("_v"),
-    )
-
-
 def _envelope_checks() -> list[tuple[Column, str, str | Column | None]]:
     value = F.col("value")
     return [
         (value.isNull() | (F.length(F.trim(value.cast("string"))) == 0), "empty_record", None),
-        (~F.expr("is_valid_utf8(value)"), "not_utf8", None),
-        (F.col("_v").isNull(), "not_json", None),
-        (
-            ~F.expr("schema_of_variant(_v)").startswith("OBJECT"),
-            "not_object",
-            F.expr("schema_of_variant(_v)"),
-        ),
+        (~F.col("_utf8"), "not_utf8", None),
+        (F.col("_slow") & F.col("_v").isNull(), "not_json", None),
+        (~F.col("_t").startswith("OBJECT"), "not_object", F.col("_t")),
     ]
 
 
-def _time_checks(name: str, parsed: Column, now: Column) -> list:
+def _field_checks(fields: dict[str, str], required: list[str]) -> list:
+    """Presence, JSON type and id sign of each field, in contract order."""
+    checks: list = [(_absent(f), "missing_field", f) for f in required]
+    for name, kind in fields.items():
+        present = ~_absent(name)
+        if kind in (TEXT, TIME):
+            checks.append((present & (F.col(f"_t_{name}") != "STRING"), "mistyped_field", name))
+        else:
+            checks.append((present & ~_is_integral(name), "mistyped_field", name))
+    for name, kind in fields.items():
+        if kind == ID:
+            bad = _x(name).isNull() | (_x(name) <= 0)
+            checks.append((~_absent(name) & bad, "invalid_id", name))
+    return checks
+
+
+def _time_checks(name: str, now: Column) -> list:
+    parsed = F.col(f"_p_{name}")
     return [
-        (
-            parsed.isNull(),
-            "bad_event_time",
-            F.concat(F.lit(f"{name}="), F.expr(f"try_variant_get(_v, '$.{name}', 'string')")),
-        ),
+        (parsed.isNull(), "bad_event_time", F.concat(F.lit(f"{name}="), _x(name))),
         (
             (parsed < F.lit(EARLIEST_PLAUSIBLE).cast("timestamp"))
             | (parsed > now + F.expr("INTERVAL 1 DAY")),
@@ -143,27 +214,16 @@ def _reference_now() -> Column:
     return F.coalesce(F.col("kafka_timestamp"), F.current_timestamp())
 
 
-def parse_actions(records: DataFrame, now: Column | None = None) -> DataFrame:
-    """Kafka records of tmall.user_actions -> typed user actions with ``reason``/``detail``."""
+def parse_actions(
+    records: DataFrame, now: Column | None = None, carry: tuple[str, ...] = ()
+) -> DataFrame:
+    """Kafka records of tmall.user_actions -> typed user actions with ``reason``/``detail``.
+
+    ``carry`` names extra input columns passed through unchanged (e.g. bronze's load_id)."""
     now = _reference_now() if now is None else now
-    env = _envelope(records)
-    event_time = F.expr("try_to_timestamp(try_variant_get(_v, '$.event_time', 'string'))")
     required = ["event_id", *ACTION_IDS, "action_type", "event_time"]
-    checks = _envelope_checks()
-    checks += [(_absent(f), "missing_field", f) for f in required]
-    checks += [(_type("event_id") != "STRING", "mistyped_field", "event_id")]
-    checks += [(~_is_integral(f), "mistyped_field", f) for f in [*ACTION_IDS, "action_type"]]
-    checks += [(~_absent("brand_id") & ~_is_integral("brand_id"), "mistyped_field", "brand_id")]
-    checks += [(_type("event_time") != "STRING", "mistyped_field", "event_time")]
-    checks += [(_long(f).isNull() | (_long(f) <= 0), "invalid_id", f) for f in [*ACTION_IDS]]
-    checks += [
-        (
-            ~_absent("brand_id") & (_long("brand_id").isNull() | (_long("brand_id") <= 0)),
-            "invalid_id",
-            "brand_id",
-        ),
-    ]
-    event_id = F.expr("try_variant_get(_v, '$.event_id', 'string')")
+    event_id = _x("event_id")
+    checks = _envelope_checks() + _field_checks(ACTION_FIELDS, required)
     checks += [
         (
             (F.length(F.trim(event_id)) == 0) | (F.length(event_id) > MAX_EVENT_ID_LENGTH),
@@ -171,67 +231,57 @@ def parse_actions(records: DataFrame, now: Column | None = None) -> DataFrame:
             None,
         ),
         (
-            ~_long("action_type").isin(*contracts.ACTION_NAMES),
+            ~_x("action_type").isin(*contracts.ACTION_NAMES),
             "unknown_action_type",
-            _long("action_type").cast("string"),
+            _x("action_type").cast("string"),
         ),
     ]
-    checks += _time_checks("event_time", event_time, now)
-    failure = _first_failure(checks)
-    parsed = env.select(
-        "topic",
-        "partition",
-        "offset",
-        "kafka_timestamp",
-        "key",
-        "value",
-        "value_text",
-        event_id.alias("event_id"),
-        *(_long(f).alias(f) for f in ACTION_IDS),
-        _long("brand_id").alias("brand_id"),
-        _long("action_type").cast("int").alias("action_type"),
-        event_time.alias("event_time"),
-        failure.alias("_failure"),
-    )
-    return _finish(
-        parsed,
-        [
-            "event_id",
-            *ACTION_IDS,
-            "brand_id",
-            "action_type",
-            "event_time",
-        ],
-    )
+    checks += _time_checks("event_time", now)
+    typed = {
+        "event_id": event_id,
+        **{f: _x(f) for f in ACTION_IDS},
+        "brand_id": _x("brand_id"),
+        "action_type": _x("action_type").cast("int"),
+        "event_time": F.col("_p_event_time"),
+    }
+    return _finish(_facts(records, ACTION_FIELDS, carry), checks, typed, carry)
 
 
-def parse_profiles(records: DataFrame, now: Column | None = None) -> DataFrame:
+def parse_profiles(
+    records: DataFrame, now: Column | None = None, carry: tuple[str, ...] = ()
+) -> DataFrame:
     """Kafka records of tmall.user_profiles -> typed profiles with ``reason``/``detail``."""
     now = _reference_now() if now is None else now
-    env = _envelope(records)
-    updated_at = F.expr("try_to_timestamp(try_variant_get(_v, '$.updated_at', 'string'))")
-    checks = _envelope_checks()
-    checks += [(_absent(f), "missing_field", f) for f in ("user_id", "updated_at")]
-    checks += [(~_is_integral("user_id"), "mistyped_field", "user_id")]
-    checks += [
-        (~_absent(f) & ~_is_integral(f), "mistyped_field", f) for f in ("age_range", "gender")
-    ]
-    checks += [(_type("updated_at") != "STRING", "mistyped_field", "updated_at")]
-    checks += [(_long("user_id").isNull() | (_long("user_id") <= 0), "invalid_id", "user_id")]
+    checks = _envelope_checks() + _field_checks(PROFILE_FIELDS, ["user_id", "updated_at"])
     checks += [
         (
-            ~_absent("age_range") & ~_long("age_range").between(0, 8),
+            ~_absent("age_range") & ~_x("age_range").between(0, 8),
             "unknown_age_range",
-            _long("age_range").cast("string"),
+            _x("age_range").cast("string"),
         ),
         (
-            ~_absent("gender") & ~_long("gender").between(0, 2),
+            ~_absent("gender") & ~_x("gender").between(0, 2),
             "unknown_gender",
-            _long("gender").cast("string"),
+            _x("gender").cast("string"),
         ),
     ]
-    checks += _time_checks("updated_at", updated_at, now)
-    parsed = env.select(
+    checks += _time_checks("updated_at", now)
+    typed = {
+        "user_id": _x("user_id"),
+        "age_range": _x("age_range").cast("int"),
+        "gender": _x("gender").cast("int"),
+        "updated_at": F.col("_p_updated_at"),
+    }
+    return _finish(_facts(records, PROFILE_FIELDS, carry), checks, typed, carry)
+
+
+def _finish(
+    facts: DataFrame, checks: list, typed: dict[str, Column], carry: tuple[str, ...]
+) -> DataFrame:
+    """Stage 2 decides each row's first failure; stage 3 nulls the typed columns of invalid
+    rows and exposes reason and detail."""
+    coordinates = [
+        *carry,
         "topic",
         "partition",
         "offset",
@@ -239,27 +289,16 @@ def parse_profiles(records: DataFrame, now: Column | None = None) -> DataFrame:
         "key",
         "value",
         "value_text",
-        _long("user_id").alias("user_id"),
-        _long("age_range").cast("int").alias("age_range"),
-        _long("gender").cast("int").alias("gender"),
-        updated_at.alias("updated_at"),
+    ]
+    decided = facts.select(
+        *coordinates,
+        *(column.alias(name) for name, column in typed.items()),
         _first_failure(checks).alias("_failure"),
     )
-    return _finish(parsed, ["user_id", "age_range", "gender", "updated_at"])
-
-
-def _finish(parsed: DataFrame, typed: list[str]) -> DataFrame:
-    """Null the typed columns of invalid rows; expose reason and detail."""
     invalid = F.col("_failure").isNotNull()
-    return parsed.select(
-        "topic",
-        "partition",
-        "offset",
-        "kafka_timestamp",
-        "key",
-        "value",
-        "value_text",
-        *(F.when(~invalid, F.col(c)).alias(c) for c in typed),
+    return decided.select(
+        *coordinates,
+        *(F.when(~invalid, F.col(name)).alias(name) for name in typed),
         F.col("_failure.reason").alias("reason"),
         F.col("_failure.detail").alias("detail"),
     )

@@ -28,7 +28,9 @@ def batch_purchases(parsed_actions: DataFrame) -> DataFrame:
     )
 
 
-def assign_buckets(purchases: DataFrame, users: DataFrame, batch_id: int) -> DataFrame:
+def assign_buckets(
+    purchases: DataFrame, users: DataFrame, batch_id: int, counted_at: Column | None = None
+) -> DataFrame:
     """Purchases + the users known now -> rows of speed.purchases (schemas.SPEED_PURCHASES).
 
     A purchase whose user has no profile yet is counted under unknown/unknown and flagged
@@ -53,22 +55,21 @@ def assign_buckets(purchases: DataFrame, users: DataFrame, batch_id: int) -> Dat
         "offset",
         "kafka_timestamp",
         F.lit(batch_id).cast("long").alias("batch_id"),
+        (F.current_timestamp() if counted_at is None else counted_at).alias("counted_at"),
     )
 
 
-def count_by_window(counted: DataFrame, updated_at: Column | None = None) -> DataFrame:
-    """speed.purchases rows -> orders per (1-minute window, age bracket, gender)."""
-    updated_at = F.current_timestamp() if updated_at is None else updated_at
-    return (
-        counted.groupBy("window_start", "event_date", "age_bracket", "gender")
-        .agg(F.count("*").alias("orders"))
-        .select(
-            "window_start",
-            (F.col("window_start") + F.expr("INTERVAL 1 MINUTE")).alias("window_end"),
-            "event_date",
-            "age_bracket",
-            "gender",
-            "orders",
-            updated_at.alias("updated_at"),
-        )
-    )
+def orders_by_window_sql(purchases: str) -> str:
+    """SQL of orders per (1-minute event-time window, age bracket, gender) over a table or view
+    of counted purchases (speed.purchases); the body of the view
+    speed.orders_by_age_gender_1m."""
+    return f"""
+        SELECT window_start,
+               window_start + INTERVAL 1 MINUTE AS window_end,
+               event_date,
+               age_bracket,
+               gender,
+               COUNT(*) AS orders,
+               MAX(counted_at) AS updated_at
+        FROM {purchases}
+        GROUP BY window_start, event_date, age_bracket, gender"""

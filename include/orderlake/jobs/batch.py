@@ -1,0 +1,401 @@
+"""The batch layer: Kafka's log -> bronze -> silver -> gold, incremental and exactly once.
+
+    bronze  new Kafka records of every topic -> bronze.kafka_records
+    silver  new bronze records -> silver.user_actions (one row per event_id), silver.users
+            (latest profile per user), quarantine.records (with reason codes)
+    gold    affected event dates -> gold.orders_by_age_gender_daily (and the serving view)
+
+Exactly once without a separate offset store: bronze resumes from the highest offset it holds
+per partition, so a load killed mid-write (no Delta commit) is simply done again. Every later
+write carries a Delta transaction id (layer, cursor), so a re-run after a crash commits each
+table at most once. Each run leaves a row in ops.batch_runs (cursor, counts, affected dates).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from confluent_kafka import Consumer, TopicPartition
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from orderlake import contracts, lake, locks, schemas
+from orderlake.errors import OrderlakeError
+from orderlake.schemas import (
+    BATCH_RUNS_TABLE,
+    BRONZE_TABLE,
+    GOLD_DAILY_TABLE,
+    QUARANTINE_TABLE,
+    SILVER_ACTIONS_TABLE,
+    SILVER_USERS,
+)
+from orderlake.settings import Settings
+from orderlake.transforms import bronze as bronze_t
+from orderlake.transforms import gold as gold_t
+from orderlake.transforms import parsing
+from orderlake.transforms import silver as silver_t
+
+LAYERS = ("bronze", "silver", "gold")
+LOCK = "batch"
+
+
+def ensure_tables(spark: SparkSession, settings: Settings) -> None:
+    for spec in schemas.BATCH_TABLES:
+        lake.ensure_table(spark, settings, spec)
+
+
+# --- bronze -------------------------------------------------------------------------------------
+def kafka_watermarks(bootstrap: str, topics=contracts.ALL_TOPICS) -> dict[tuple[str, int], tuple]:
+    """{(topic, partition): (earliest offset, end offset)} as Kafka holds them now."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "orderlake-batch", "enable.auto.commit": 0}
+    )
+    try:
+        md = consumer.list_topics(timeout=10)
+        marks = {}
+        for topic in topics:
+            if topic not in md.topics:
+                continue
+            for partition in md.topics[topic].partitions:
+                tp = TopicPartition(topic, partition)
+                marks[(topic, partition)] = consumer.get_watermark_offsets(tp, timeout=10)
+        return marks
+    finally:
+        consumer.close()
+
+
+def bronze_positions(spark: SparkSession, settings: Settings) -> dict[tuple[str, int], int]:
+    """{(topic, partition): next offset to load} from what bronze holds (its own commit log)."""
+    rows = (
+        lake.read(spark, settings, BRONZE_TABLE.name)
+        .groupBy("topic", "partition")
+        .agg(F.max("offset").alias("last"))
+        .collect()
+    )
+    return {(r["topic"], r["partition"]): r["last"] + 1 for r in rows}
+
+
+def plan_bronze_load(
+    positions: dict[tuple[str, int], int], marks: dict[tuple[str, int], tuple]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (start, end)} to load; refuses to skip records Kafka no longer has.
+
+    A partition bronze has never seen starts at Kafka's earliest offset. A partition whose next
+    offset is below Kafka's earliest lost records to retention before bronze loaded them: that
+    is an error, never a silent gap.
+    """
+    plan = {}
+    for tp, (low, high) in sorted(marks.items()):
+        start = positions.get(tp, low)
+        if start < low:
+            topic, partition = tp
+            raise OrderlakeError(
+                f"Kafka no longer holds offsets {start}..{low - 1} of {topic} partition "
+                f"{partition} (retention removed them before bronze loaded them); bronze would "
+                "have a gap. Raise the topic's retention and check ops.reconciliation."
+            )
+        if high > start:
+            plan[tp] = (start, high)
+    return plan
+
+
+def offsets_json(plan: dict[tuple[str, int], tuple[int, int]], index: int) -> str:
+    doc: dict[str, dict[str, int]] = {}
+    for (topic, partition), bounds in plan.items():
+        doc.setdefault(topic, {})[str(partition)] = bounds[index]
+    return json.dumps(doc)
+
+
+def read_kafka_range(
+    spark: SparkSession, settings: Settings, plan: dict[tuple[str, int], tuple[int, int]]
+) -> DataFrame:
+    """Exactly the planned offsets of the planned partitions (failOnDataLoss stays on)."""
+    topics = sorted({topic for topic, _ in plan})
+    return (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.bootstrap)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsets", offsets_json(plan, 0))
+        .option("endingOffsets", offsets_json(plan, 1))
+        .option("failOnDataLoss", "true")
+        .load()
+    )
+
+
+def load_bronze(spark: SparkSession, settings: Settings) -> dict:
+    """Append every Kafka record bronze does not hold yet. Returns a summary."""
+    started = time.time()
+    positions = bronze_positions(spark, settings)
+    plan = plan_bronze_load(positions, kafka_watermarks(settings.bootstrap))
+    if not plan:
+        return {"layer": "bronze", "records": 0, "seconds": round(time.time() - started, 2)}
+    # the load id grows with every load: the sum over all partitions of the next offset after it
+    load_id = sum({**positions, **{tp: end for tp, (_, end) in plan.items()}}.values())
+    rows = bronze_t.to_bronze(read_kafka_range(spark, settings, plan), load_id)
+    lake.append(rows, settings, BRONZE_TABLE.name, lake.Txn("orderlake-bronze", load_id))
+    written = _last_commit_rows(spark, settings, BRONZE_TABLE.name)
+    seconds = time.time() - started
+    return {
+        "layer": "bronze",
+        "load_id": load_id,
+        "records": written,
+        "ranges": {f"{t}:{p}": list(bounds) for (t, p), bounds in plan.items()},
+        "seconds": round(seconds, 2),
+        "records_per_s": round(written / seconds) if seconds else None,
+    }
+
+
+def _last_commit_rows(spark: SparkSession, settings: Settings, name: str) -> int:
+    path = str(lake.table_path(settings, name))
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    return int((last["operationMetrics"] or {}).get("numOutputRows", 0)) if last else 0
+
+
+# --- runs and cursors ---------------------------------------------------------------------------
+def last_run(spark: SparkSession, settings: Settings, layer: str) -> dict | None:
+    runs = lake.read(spark, settings, BATCH_RUNS_TABLE.name).where(F.col("layer") == layer)
+    row = runs.orderBy(F.col("cursor_to").desc(), F.col("finished_at").desc()).first()
+    return row.asDict() if row else None
+
+
+def record_run(spark: SparkSession, settings: Settings, run: dict) -> None:
+    row = {field: run.get(field) for field in schemas.BATCH_RUNS.fieldNames()}
+    row["affected_dates"] = sorted(row["affected_dates"] or [])
+    lake.append(spark.createDataFrame([row], schemas.BATCH_RUNS), settings, BATCH_RUNS_TABLE.name)
+
+
+# --- silver -------------------------------------------------------------------------------------
+def build_silver(spark: SparkSession, settings: Settings, full: bool = False) -> dict:
+    """Parse new bronze records into silver and quarantine; ``full`` rebuilds from all bronze."""
+    started = datetime.now(UTC)
+    previous = None if full else last_run(spark, settings, "silver")
+    cursor_from = previous["cursor_to"] if previous else 0
+    bronze = lake.read(spark, settings, BRONZE_TABLE.name)
+    cursor_to = bronze.agg(F.max("load_id")).first()[0] or 0
+    if cursor_to <= cursor_from:
+        return {"layer": "silver", "records": 0, "affected_dates": []}
+    new = bronze.where((F.col("load_id") > cursor_from) & (F.col("load_id") <= cursor_to))
+    records = bronze_t.as_kafka_records(new)
+    actions = parsing.parse_actions(
+        records.where(F.col("topic") == contracts.TOPIC_ACTIONS), carry=("load_id",)
+    ).persist()
+    profiles = parsing.parse_profiles(
+        records.where(F.col("topic") == contracts.TOPIC_PROFILES), carry=("load_id",)
+    ).persist()
+    rejects = records.where(F.col("topic") == contracts.TOPIC_REJECTS)
+    txn = None if full else lake.Txn("orderlake-silver", cursor_to)
+    try:
+        unique = silver_t.unique_actions(actions).persist()
+        dates = [r[0] for r in unique.select("event_date").distinct().collect()]
+        if full:
+            fresh = unique
+            lake.overwrite(fresh, settings, SILVER_ACTIONS_TABLE.name)
+        else:
+            # rows of earlier runs on the same dates; a re-run must not count its own first
+            # attempt's rows as duplicates (load_id <= cursor_from)
+            earlier = (
+                lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
+                .where(F.col("event_date").isin(dates) & (F.col("load_id") <= cursor_from))
+                .select("event_id")
+            )
+            fresh = unique.join(earlier, "event_id", "left_anti").persist()
+            lake.append(fresh, settings, SILVER_ACTIONS_TABLE.name, txn)
+        quarantined = (
+            parsing.quarantine_rows(actions, "silver")
+            .unionByName(parsing.quarantine_rows(profiles, "silver"))
+            .unionByName(silver_t.edge_rejects(rejects))
+        )
+        if full:
+            lake.overwrite(quarantined, settings, QUARANTINE_TABLE.name)
+        else:
+            lake.append(quarantined, settings, QUARANTINE_TABLE.name, txn)
+        changed_users = _merge_users(spark, settings, parsing.latest_profiles(profiles), txn, full)
+        dates = set(dates) | _purchase_dates_of(spark, settings, changed_users)
+        counts = {
+            "rows_in": new.count(),
+            "valid": actions.where(F.col("reason").isNull()).count(),
+            "rows_out": fresh.count(),
+            "quarantined": lake.read(spark, settings, QUARANTINE_TABLE.name)
+            .where(F.col("layer") == "silver")
+            .count()
+            if full
+            else quarantined.count(),
+        }
+    finally:
+        for cached in (actions, profiles):
+            cached.unpersist()
+    run = {
+        "layer": "silver",
+        "run_id": str(uuid.uuid4()),
+        "cursor_from": cursor_from,
+        "cursor_to": cursor_to,
+        "affected_dates": sorted(dates),
+        "rows_in": counts["rows_in"],
+        "rows_out": counts["rows_out"],
+        "duplicates_removed": counts["valid"] - counts["rows_out"],
+        "quarantined": counts["quarantined"],
+        "mode": "full" if full else "incremental",
+        "started_at": started,
+        "finished_at": datetime.now(UTC),
+    }
+    record_run(spark, settings, run)
+    return {**_public(run), "records": run["rows_in"]}
+
+
+def _merge_users(
+    spark: SparkSession, settings: Settings, latest: DataFrame, txn: lake.Txn | None, full: bool
+) -> list[int]:
+    """Upsert the latest profiles into silver.users; returns the users whose bucket changed."""
+    path = str(lake.table_path(settings, SILVER_USERS.name))
+    current = DeltaTable.forPath(spark, path).toDF()
+    if full:
+        lake.overwrite(latest, settings, SILVER_USERS.name)
+        return []  # a full rebuild recomputes every gold day anyway
+    changed = latest.join(
+        current,
+        [
+            latest.user_id == current.user_id,
+            latest.age_bracket == current.age_bracket,
+            latest.gender_label == current.gender_label,
+        ],
+        "left_anti",
+    ).select("user_id")
+    moved = [r[0] for r in changed.collect()]
+    newer = "s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.offset > t.offset)"
+    with lake.transaction(spark, txn):
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(latest.alias("s"), "t.user_id = s.user_id")
+            .whenMatchedUpdateAll(condition=newer)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    return moved
+
+
+def _purchase_dates_of(spark: SparkSession, settings: Settings, users: list[int]) -> set[date]:
+    """Event dates of the purchases of these users: their gold days change with their profile."""
+    if not users:
+        return set()
+    rows = (
+        lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
+        .where(F.col("user_id").isin(users) & (F.col("action_type") == contracts.ACTION_PURCHASE))
+        .select("event_date")
+        .distinct()
+        .collect()
+    )
+    return {r[0] for r in rows}
+
+
+# --- gold ---------------------------------------------------------------------------------------
+def build_gold(
+    spark: SparkSession,
+    settings: Settings,
+    full: bool = False,
+    close_through: date | None = None,
+    dates: set[date] | None = None,
+) -> dict:
+    """Recompute gold for the dates silver changed since the last gold run (or ``dates``, or
+    every date with ``full``); days up to the closing date are marked final."""
+    started = datetime.now(UTC)
+    previous = last_run(spark, settings, "gold")
+    silver_runs = lake.read(spark, settings, BATCH_RUNS_TABLE.name).where(
+        F.col("layer") == "silver"
+    )
+    cursor_from = previous["cursor_to"] if previous else 0
+    cursor_to = silver_runs.agg(F.max("cursor_to")).first()[0] or 0
+    actions = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
+    closed = closing_date(spark, settings, previous, close_through)
+    if full:
+        affected = {r[0] for r in actions.select("event_date").distinct().collect()}
+    elif dates is not None:
+        affected = set(dates)
+    else:
+        affected = {
+            d
+            for r in silver_runs.where(F.col("cursor_to") > cursor_from)
+            .select("affected_dates")
+            .collect()
+            for d in r[0]
+        }
+    # days that became final since the last run change their flag
+    was_closed = previous["closed_through"] if previous else None
+    if closed and (was_closed is None or closed > was_closed):
+        start = (was_closed + timedelta(days=1)) if was_closed else None
+        newly = actions.select("event_date").distinct()
+        newly = newly.where(F.col("event_date") <= F.lit(closed))
+        if start:
+            newly = newly.where(F.col("event_date") >= F.lit(start))
+        affected |= {r[0] for r in newly.collect()}
+    if affected:
+        dated = actions.where(F.col("event_date").isin(sorted(affected)))
+        users = lake.read(spark, settings, SILVER_USERS.name)
+        rows = gold_t.daily_orders(dated, users, closed)
+        in_list = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(affected))
+        lake.overwrite(rows, settings, GOLD_DAILY_TABLE.name, f"event_date IN ({in_list})")
+    run = {
+        "layer": "gold",
+        "run_id": str(uuid.uuid4()),
+        "cursor_from": cursor_from,
+        "cursor_to": max(cursor_to, cursor_from),
+        "affected_dates": sorted(affected),
+        "rows_in": 0,
+        "rows_out": 0,
+        "duplicates_removed": 0,
+        "quarantined": 0,
+        "mode": "full" if full else ("dates" if dates is not None else "incremental"),
+        "closed_through": closed,
+        "started_at": started,
+        "finished_at": datetime.now(UTC),
+    }
+    record_run(spark, settings, run)
+    lake.register_tables(spark, settings)
+    return _public(run)
+
+
+def closing_date(
+    spark: SparkSession, settings: Settings, previous: dict | None, explicit: date | None
+) -> date | None:
+    """The last final day: the latest of the previous run's, an explicit close (`--close-through`)
+    and the last day the data has moved past by more than the allowed lateness."""
+    seen = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name).agg(F.max("event_time")).first()[0]
+    automatic = None
+    if seen is not None:
+        automatic = (seen - timedelta(minutes=settings.lateness_minutes)).date() - timedelta(days=1)
+    candidates = [d for d in (automatic, explicit, previous and previous["closed_through"]) if d]
+    return max(candidates) if candidates else None
+
+
+def _public(run: dict) -> dict:
+    out = {k: v for k, v in run.items() if k not in ("started_at", "finished_at", "run_id")}
+    out["affected_dates"] = [d.isoformat() for d in out["affected_dates"]]
+    if out.get("closed_through"):
+        out["closed_through"] = out["closed_through"].isoformat()
+    out["seconds"] = round((run["finished_at"] - run["started_at"]).total_seconds(), 2)
+    return out
+
+
+# --- entry point --------------------------------------------------------------------------------
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    layers: tuple[str, ...] = LAYERS,
+    full: bool = False,
+    close_through: date | None = None,
+) -> list[dict]:
+    """Run the given layers in order under the batch lock; returns one summary per layer."""
+    with locks.exclusive(settings, LOCK):
+        ensure_tables(spark, settings)
+        summaries = []
+        if "bronze" in layers:
+            summaries.append(load_bronze(spark, settings))
+        if "silver" in layers:
+            summaries.append(build_silver(spark, settings, full=full))
+        if "gold" in layers:
+            summaries.append(build_gold(spark, settings, full=full, close_through=close_through))
+        return summaries
