@@ -15,7 +15,7 @@ PY_STAMP    := $(VENV)/.installed
 JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/target/.resolved
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest lint fmt typecheck clean
+        bench bench-ingest bench-speed lint fmt typecheck clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -64,10 +64,13 @@ test: setup ## run the whole test suite (unit, DAG, integration, end-to-end)
 test-unit: setup ## run only the fast unit tests
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: bench-ingest ## run every benchmark (writes bench/results/*.json)
+bench: bench-ingest bench-speed ## run every benchmark (writes bench/results/*.json)
 
 bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector
 	$(PY) -m bench.ingest
+
+bench-speed: setup ## append -> counted in the speed table: freshness, micro-batch costs, max rate, plain-consumer peer
+	$(PY) -m bench.speed
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check include tests dags streaming batch expectations bench

@@ -1,6 +1,8 @@
 """`orderlake`: the one command line of the platform.
 
     orderlake up [--only C,..] | down | status [--json] | logs COMPONENT
+    orderlake batch bronze|silver|gold|all [--full] [--close-through DATE]
+    orderlake replay --topic T --from TIME|OFFSETS --to TIME|OFFSETS [--layers ...]
     orderlake sql "QUERY" [--format table|csv|json] | tables
     orderlake generate --events N [--rate R] [--hosts H] [--seed S]
     orderlake replay-tianchi --user-info FILE --user-log FILE [--rate R] [--hosts H]
@@ -116,7 +118,7 @@ def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake import query
     from orderlake.spark import get_spark
 
-    spark = get_spark(settings, "orderlake-sql")
+    spark = get_spark(settings, "orderlake-sql", quiet=True)
     columns, rows = query.run_sql(spark, args.statement, limit=args.limit)
     print(query.render(columns, rows, args.format))
     return 0
@@ -126,9 +128,39 @@ def cmd_tables(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake import query
     from orderlake.spark import get_spark
 
-    spark = get_spark(settings, "orderlake-tables")
+    spark = get_spark(settings, "orderlake-tables", quiet=True)
     columns, rows = query.list_tables(spark, settings)
     print(query.render(columns, rows, args.format))
+    return 0
+
+
+# --- batch layer ------------------------------------------------------------------------------
+def cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.jobs import batch
+
+    layers = batch.LAYERS if args.layer == "all" else (args.layer,)
+    argv = ["--full"] if args.full else []
+    if args.close_through:
+        argv += ["--close-through", args.close_through]
+    return batch.main(layers, argv)
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.jobs import replay
+
+    request = replay.ReplayRequest(
+        args.topic, args.range_from, args.range_to, replay.parse_layers(args.layers)
+    )
+    replay.validate(request)  # bad parameters fail before a Spark session starts
+    from orderlake.spark import get_spark
+
+    spark = get_spark(
+        settings,
+        "orderlake-replay",
+        conf={"spark.driver.memory": settings.batch_driver_memory},
+        quiet=True,
+    )
+    print(json.dumps(replay.replay(spark, settings, request), default=str))
     return 0
 
 
@@ -209,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("component", help="e.g. kafka, flume-collector, flume-edge-host-1")
     p.add_argument("-n", "--lines", type=_positive_int, default=50)
 
+    p = add("batch", cmd_batch, "Run the batch layer: Kafka -> bronze -> silver -> gold.")
+    p.add_argument("layer", choices=("bronze", "silver", "gold", "all"))
+    p.add_argument("--full", action="store_true", help="rebuild from all of bronze")
+    p.add_argument("--close-through", metavar="YYYY-MM-DD", help="mark days up to this final")
+    p = add("replay", cmd_replay, "Re-read a range of a topic and rewrite what it affects.")
+    p.add_argument("--topic", required=True, help="e.g. tmall.user_actions")
+    p.add_argument("--from", dest="range_from", required=True, help="offsets P:O,.. or ISO time")
+    p.add_argument("--to", dest="range_to", required=True, help="exclusive; offsets or ISO time")
+    p.add_argument("--layers", default="bronze,silver,gold", help="default bronze,silver,gold")
     p = add("sql", cmd_sql, "Run Spark SQL over the lake's tables (database.table names).")
     p.add_argument("statement", help='e.g. "SELECT * FROM speed.orders_by_age_gender_1m"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -236,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings = None
     try:
         settings = Settings.from_env()
         return args.handler(settings, args)
@@ -245,6 +287,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orderlake: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one sentence here, the trace in a log
+        where = _log_trace(settings, args.command)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(
+            f"orderlake: error: {args.command} failed unexpectedly ({type(exc).__name__}: "
+            f"{first}); the full trace is in {where}.",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _log_trace(settings: Settings | None, command: str) -> Path:
+    """Append the current exception's trace to ORDERLAKE_HOME/logs/cli-errors.log."""
+    import traceback
+    from datetime import UTC, datetime
+
+    logs = settings.logs_dir if settings else Path.cwd()
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / "cli-errors.log"
+    with path.open("a") as out:
+        out.write(f"--- {datetime.now(UTC).isoformat()} orderlake {command}\n")
+        out.write(traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

@@ -20,19 +20,25 @@ from orderlake.settings import Settings
 from orderlake.transforms import gold as gold_transforms
 from orderlake.transforms import speed as speed_transforms
 
-# Views are (re)created by every session from these definitions, once their tables exist:
-# {view: (tables it reads, SQL)}.
-VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
-    "speed.orders_by_age_gender_1m": (
-        ("speed.purchases",),
-        speed_transforms.orders_by_window_sql("speed.purchases"),
-    ),
-    "gold.orders_by_age_gender": (
-        ("gold.orders_by_age_gender_daily", "speed.purchases"),
-        gold_transforms.serving_view_sql(
-            "gold.orders_by_age_gender_daily", "speed.orders_by_age_gender_1m"
+# Views are (re)created by every session from these definitions: {view: [(tables it reads,
+# SQL), ...]}; the first alternative whose tables all exist is used.
+VIEWS: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "speed.orders_by_age_gender_1m": [
+        (("speed.purchases",), speed_transforms.orders_by_window_sql("speed.purchases")),
+    ],
+    "gold.orders_by_age_gender": [
+        (
+            ("gold.orders_by_age_gender_daily", "speed.purchases"),
+            gold_transforms.serving_view_sql(
+                "gold.orders_by_age_gender_daily", "speed.orders_by_age_gender_1m"
+            ),
         ),
-    ),
+        # a batch-only lake (no speed layer has run): gold alone
+        (
+            ("gold.orders_by_age_gender_daily",),
+            gold_transforms.batch_only_view_sql("gold.orders_by_age_gender_daily"),
+        ),
+    ],
 }
 
 
@@ -72,11 +78,12 @@ def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
 
 
 def register_views(spark: SparkSession, existing: set[str]) -> None:
-    for view, (needs, sql) in VIEWS.items():
-        if set(needs) <= existing:
-            database = view.split(".")[0]
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-            spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+    for view, alternatives in VIEWS.items():
+        for needs, sql in alternatives:
+            if set(needs) <= existing:
+                spark.sql(f"CREATE DATABASE IF NOT EXISTS {view.split('.')[0]}")
+                spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+                break
 
 
 def _register(spark: SparkSession, settings: Settings, name: str) -> None:

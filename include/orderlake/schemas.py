@@ -217,6 +217,36 @@ REPLAYS = _struct(
     ("finished_at", TimestampType(), False),
 )
 
+RECONCILIATION = _struct(
+    ("run_id", StringType(), False),
+    ("checked_at", TimestampType(), False),
+    ("check", StringType(), False),  # kafka_vs_bronze | bronze_vs_silver | speed_vs_batch
+    ("scope", StringType(), False),  # e.g. tmall.user_actions/1 or 2015-11-11/25-29/female
+    ("event_date", DateType(), True),
+    ("expected", LongType(), False),
+    ("actual", LongType(), False),
+    ("difference", LongType(), False),  # expected - actual
+    ("explained", LongType(), False),  # the part of the difference with a legitimate cause
+    ("status", StringType(), False),  # ok | explained | failed
+    ("detail", StringType(), True),  # JSON: what differs (offsets, event ids, causes)
+    ("table_versions", StringType(), True),  # JSON {table: Delta version compared}
+)
+
+DQ_RESULTS = _struct(
+    ("run_id", StringType(), False),
+    ("validated_at", TimestampType(), False),
+    ("suite", StringType(), False),
+    ("table_name", StringType(), False),
+    ("table_version", LongType(), True),
+    ("expectation", StringType(), False),  # GX expectation type
+    ("column", StringType(), True),
+    ("success", BooleanType(), False),
+    ("element_count", LongType(), True),
+    ("unexpected_count", LongType(), True),
+    ("observed", StringType(), True),  # JSON of GX's result
+    ("data_docs", StringType(), True),  # path of the Data Docs page of this validation
+)
+
 BRONZE_TABLE = TableSpec(
     "bronze.kafka_records",
     BRONZE_RECORDS,
@@ -240,6 +270,12 @@ GOLD_DAILY_TABLE = TableSpec(
 )
 BATCH_RUNS_TABLE = TableSpec("ops.batch_runs", BATCH_RUNS, comment="one row per batch layer run")
 REPLAYS_TABLE = TableSpec("ops.replays", REPLAYS, comment="one row per replay")
+RECONCILIATION_TABLE = TableSpec(
+    "ops.reconciliation", RECONCILIATION, comment="one row per reconciliation check and scope"
+)
+DQ_RESULTS_TABLE = TableSpec(
+    "ops.dq_results", DQ_RESULTS, comment="one row per Great Expectations expectation result"
+)
 
 BATCH_TABLES = (
     BRONZE_TABLE,
@@ -249,5 +285,7 @@ BATCH_TABLES = (
     GOLD_DAILY_TABLE,
     BATCH_RUNS_TABLE,
     REPLAYS_TABLE,
+    RECONCILIATION_TABLE,
+    DQ_RESULTS_TABLE,
 )
 TABLES.update({t.name: t for t in BATCH_TABLES})

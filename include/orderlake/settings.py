@@ -50,9 +50,12 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
+    batch_driver_memory: str = "2g"  # a full rebuild de-duplicates every event at once
 
     # Batch layer: a day is final once the data has moved this far past its end
     lateness_minutes: int = 10
+    vacuum_min_hours: float = 168.0  # VACUUM never keeps less history than this
+    pin_days: int = 7  # versions compared by a reconciliation stay readable this long
 
     # Web parts
     airflow_port: int = 8080

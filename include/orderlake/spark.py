@@ -13,8 +13,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -38,6 +41,13 @@ logger.delta_kernel.level = error
 # a killed query's restart logs the expected "already committed" skips at INFO only
 logger.checkpoint.name = org.apache.spark.sql.execution.streaming.CheckpointFileManager
 logger.checkpoint.level = error
+# start-up chatter that says nothing actionable on a one-machine deployment
+logger.utils.name = org.apache.spark.util.Utils
+logger.utils.level = error
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = error
+logger.sparkconf.name = org.apache.spark.SparkConf
+logger.sparkconf.level = error
 """
 
 
@@ -49,16 +59,35 @@ def _log4j2_file(settings: Settings) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at a file while the JVM starts: the JVM keeps writing its logs
+    there, and this process's stderr is restored for the user's messages."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def get_spark(
     settings: Settings,
     app_name: str,
     *,
     register: bool = True,
     conf: dict[str, str] | None = None,
+    quiet: bool = False,
 ) -> SparkSession:
     """Build (or return the active) SparkSession configured for the lake.
 
-    ``register=False`` skips registering the lake's tables (a job that creates them first).
+    ``register=False`` skips registering the lake's tables (a job that creates them first);
+    ``quiet=True`` sends the JVM's own output to ORDERLAKE_HOME/logs/spark-<app>.log so a
+    command-line user sees only the command's answer.
     """
     # the Python workers must be this interpreter, whatever `python` is on PATH
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -78,7 +107,9 @@ def get_spark(
         .config("spark.sql.catalogImplementation", "in-memory")
         .config("spark.sql.warehouse.dir", str(settings.lake_dir / "_warehouse"))
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "4")
+        # enough shuffle partitions for a full rebuild to fit in memory; adaptive execution
+        # coalesces them for small inputs
+        .config("spark.sql.shuffle.partitions", "16")
         .config("spark.default.parallelism", "4")
         # Delta reads its log with this many partitions: the default 50 is for clusters
         .config("spark.databricks.delta.snapshotPartitions", "2")
@@ -90,7 +121,12 @@ def get_spark(
     )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    if quiet:
+        logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+        with _stderr_to(settings.logs_dir / f"spark-{app_name}.log"):
+            spark = builder.getOrCreate()
+    else:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if register:
         from orderlake import lake

@@ -113,12 +113,16 @@ def offsets_json(plan: dict[tuple[str, int], tuple[int, int]], index: int) -> st
 def read_kafka_range(
     spark: SparkSession, settings: Settings, plan: dict[tuple[str, int], tuple[int, int]]
 ) -> DataFrame:
-    """Exactly the planned offsets of the planned partitions (failOnDataLoss stays on)."""
-    topics = sorted({topic for topic, _ in plan})
+    """Exactly the planned offsets of the planned partitions (failOnDataLoss stays on).
+
+    ``assign`` rather than ``subscribe``: a plan may cover only some partitions of a topic."""
+    assigned: dict[str, list[int]] = {}
+    for topic, partition in sorted(plan):
+        assigned.setdefault(topic, []).append(partition)
     return (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap)
-        .option("subscribe", ",".join(topics))
+        .option("assign", json.dumps(assigned))
         .option("startingOffsets", offsets_json(plan, 0))
         .option("endingOffsets", offsets_json(plan, 1))
         .option("failOnDataLoss", "true")
@@ -180,11 +184,15 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         return {"layer": "silver", "records": 0, "affected_dates": []}
     new = bronze.where((F.col("load_id") > cursor_from) & (F.col("load_id") <= cursor_to))
     records = bronze_t.as_kafka_records(new)
-    actions = parsing.parse_actions(
-        records.where(F.col("topic") == contracts.TOPIC_ACTIONS), carry=("load_id",)
+    actions = parsing.slim(
+        parsing.parse_actions(
+            records.where(F.col("topic") == contracts.TOPIC_ACTIONS), carry=("load_id",)
+        )
     ).persist()
-    profiles = parsing.parse_profiles(
-        records.where(F.col("topic") == contracts.TOPIC_PROFILES), carry=("load_id",)
+    profiles = parsing.slim(
+        parsing.parse_profiles(
+            records.where(F.col("topic") == contracts.TOPIC_PROFILES), carry=("load_id",)
+        )
     ).persist()
     rejects = records.where(F.col("topic") == contracts.TOPIC_REJECTS)
     txn = None if full else lake.Txn("orderlake-silver", cursor_to)
@@ -399,3 +407,37 @@ def run(
         if "gold" in layers:
             summaries.append(build_gold(spark, settings, full=full, close_through=close_through))
         return summaries
+
+
+def main(layers: tuple[str, ...], argv: list[str] | None = None) -> int:
+    """Command-line entry shared by `orderlake batch ...` and the batch/*.py scripts: runs the
+    layers, prints one JSON summary per layer, exits non-zero with one sentence on failure."""
+    import argparse
+    import sys
+
+    from orderlake.spark import get_spark
+
+    parser = argparse.ArgumentParser(description=f"orderlake batch layer: {', '.join(layers)}")
+    parser.add_argument("--full", action="store_true", help="rebuild from all of bronze")
+    parser.add_argument(
+        "--close-through",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="mark every day up to this one final (no more data expected)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        spark = get_spark(
+            settings,
+            f"orderlake-batch-{'-'.join(layers)}",
+            conf={"spark.driver.memory": settings.batch_driver_memory},
+            quiet=True,
+        )
+        for summary in run(spark, settings, layers, args.full, args.close_through):
+            print(json.dumps(summary, default=str))
+    except OrderlakeError as exc:
+        print(f"orderlake batch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

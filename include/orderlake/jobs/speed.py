@@ -107,8 +107,10 @@ class SpeedLayer:
         txn = lake.Txn(self.app_id, batch_id)
         # read Kafka once and parse once: every write below reuses these cached rows
         batch = batch.persist()
-        actions = _slim(parsing.parse_actions(batch.where(F.col("topic") == TOPIC_ACTIONS)))
-        profiles = _slim(parsing.parse_profiles(batch.where(F.col("topic") == TOPIC_PROFILES)))
+        actions = parsing.slim(parsing.parse_actions(batch.where(F.col("topic") == TOPIC_ACTIONS)))
+        profiles = parsing.slim(
+            parsing.parse_profiles(batch.where(F.col("topic") == TOPIC_PROFILES))
+        )
         actions = actions.persist()
         profiles = profiles.persist()
         try:
@@ -232,17 +234,6 @@ class SpeedLayer:
                 counted.unpersist()
         finally:
             purchases.unpersist()
-
-
-def _slim(parsed: DataFrame) -> DataFrame:
-    """Keep the raw value only where quarantine needs it: the cache stays small."""
-    invalid = F.col("reason").isNotNull()
-    return parsed.withColumns(
-        {
-            "value": F.when(invalid, F.col("value")),
-            "value_text": F.when(invalid, F.col("value_text")),
-        }
-    )
 
 
 class ProgressWriter(StreamingQueryListener):

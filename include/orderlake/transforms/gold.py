@@ -71,3 +71,12 @@ def serving_view_sql(gold_daily: str, speed_1m: str) -> str:
             GROUP BY event_date, age_bracket, gender
         )
         WHERE event_date NOT IN (SELECT event_date FROM {gold_daily} WHERE final)"""
+
+
+def batch_only_view_sql(gold_daily: str) -> str:
+    """SQL of gold.orders_by_age_gender when no speed layer runs: gold's days, final or not."""
+    return f"""
+        SELECT event_date, age_bracket, gender, orders, share,
+               CASE WHEN final THEN 'final' ELSE 'provisional' END AS status,
+               computed_at AS as_of
+        FROM {gold_daily}"""

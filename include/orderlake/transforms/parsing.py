@@ -321,6 +321,17 @@ def gender_label(gender: Column) -> Column:
     )
 
 
+def slim(parsed: DataFrame) -> DataFrame:
+    """Keep the raw value only on invalid rows, where quarantine needs it: caches stay small."""
+    invalid = F.col("reason").isNotNull()
+    return parsed.withColumns(
+        {
+            "value": F.when(invalid, F.col("value")),
+            "value_text": F.when(invalid, F.col("value_text")),
+        }
+    )
+
+
 def quarantine_rows(parsed: DataFrame, layer: str, at: Column | None = None) -> DataFrame:
     """Invalid parsed rows -> quarantine rows (schemas.QUARANTINE): raw value, Kafka
     coordinates, reason code, detail and the layer that quarantined them."""

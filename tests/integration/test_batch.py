@@ -1,0 +1,247 @@
+"""The batch layer against a real broker, Spark and Delta, driven through the CLI as a user would:
+`orderlake batch ...`, `orderlake replay ...`, `orderlake sql ...` in fresh processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter, defaultdict
+from datetime import date
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from orderlake import contracts, lake
+from orderlake.stack import kafka
+from tests.fixtures.stack import ORDERLAKE, produce
+from tests.fixtures.workload import generated_workload, send
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+
+@pytest.fixture(scope="module")
+def loaded(kafka_only, tmp_path_factory):
+    """A generated stream in Kafka and one full batch run over it."""
+    tmp = tmp_path_factory.mktemp("batch")
+    profiles, actions = generated_workload(tmp, events=30_000, seed=31)
+    send(kafka_only.settings.bootstrap, profiles, actions)
+    done = kafka_only.cli("batch", "all", "--close-through", "2015-11-11", timeout=900)
+    summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return kafka_only, profiles, actions, summaries
+
+
+def read(spark, settings, name):
+    return spark.read.format("delta").load(str(lake.table_path(settings, name)))
+
+
+def expected_gold(profiles, actions) -> dict:
+    """(event_date, bracket, gender) -> orders, in plain Python over the generated lines."""
+    latest = {}
+    for p in profiles:
+        if p["user_id"] not in latest or p["updated_at"] >= latest[p["user_id"]]["updated_at"]:
+            latest[p["user_id"]] = p
+    seen, counts = set(), Counter()
+    for a in actions:
+        if a["action_type"] == contracts.ACTION_PURCHASE and a["event_id"] not in seen:
+            seen.add(a["event_id"])
+            p = latest.get(a["user_id"], {})
+            counts[
+                (
+                    date.fromisoformat(a["event_time"][:10]),
+                    contracts.age_bracket(p.get("age_range")),
+                    contracts.gender_label(p.get("gender")),
+                )
+            ] += 1
+    return counts
+
+
+def test_bronze_holds_every_kafka_record_exactly_once(spark, loaded):
+    platform = loaded[0]
+    settings = platform.settings
+    bronze = read(spark, settings, "bronze.kafka_records")
+    per_partition = {
+        (r["topic"], r["partition"]): r["count"]
+        for r in bronze.groupBy("topic", "partition").count().collect()
+    }
+    expected = {
+        (topic, partition): end
+        for topic, parts in kafka.end_offsets(settings.bootstrap).items()
+        for partition, end in parts.items()
+        if end
+    }
+    assert per_partition == expected
+    assert bronze.count() == bronze.select("topic", "partition", "offset").distinct().count()
+
+
+def test_gold_equals_an_independent_computation_over_the_generated_events(spark, loaded):
+    platform, profiles, actions, summaries = loaded
+    rows = read(spark, platform.settings, "gold.orders_by_age_gender_daily").collect()
+    got = Counter({(r["event_date"], r["age_bracket"], r["gender"]): r["orders"] for r in rows})
+    assert got == expected_gold(profiles, actions)
+    day_shares = defaultdict(float)
+    for r in rows:
+        day_shares[r["event_date"]] += r["share"]
+    assert all(abs(total - 1.0) < 1e-9 for total in day_shares.values())
+    assert all(r["final"] for r in rows), "--close-through 2015-11-11 closed every day"
+    layers = [s["layer"] for s in summaries]
+    assert layers == ["bronze", "silver", "gold"]
+
+
+def test_silver_has_one_row_per_event_and_counts_add_up(spark, loaded):
+    platform, profiles, actions, summaries = loaded
+    silver = read(spark, platform.settings, "silver.user_actions")
+    assert silver.count() == len({a["event_id"] for a in actions})
+    assert silver.count() == silver.select("event_id").distinct().count()
+    run = next(s for s in summaries if s["layer"] == "silver")
+    assert run["rows_in"] == len(actions) + len(profiles)
+    assert run["rows_out"] + run["duplicates_removed"] == len(actions)  # all generated are valid
+    assert run["quarantined"] == 0
+    users = read(spark, platform.settings, "silver.users")
+    assert users.count() == len({p["user_id"] for p in profiles})
+
+
+def test_sql_from_a_fresh_process_sees_every_table(loaded):
+    platform = loaded[0]
+    listed = platform.cli("tables", "--format", "json").stdout.splitlines()
+    names = {json.loads(line)["table"] for line in listed}
+    for name in (
+        "bronze.kafka_records",
+        "silver.user_actions",
+        "silver.users",
+        "quarantine.records",
+        "gold.orders_by_age_gender_daily",
+        "ops.batch_runs",
+        "gold.orders_by_age_gender",
+    ):
+        assert name in names
+    out = platform.cli(
+        "sql",
+        "SELECT status, SUM(orders) AS o FROM gold.orders_by_age_gender GROUP BY status",
+        "--format",
+        "json",
+    ).stdout
+    statuses = {json.loads(line)["status"]: json.loads(line)["o"] for line in out.splitlines()}
+    assert statuses["final"] == sum(expected_gold(loaded[1], loaded[2]).values())
+    # time travel: version 0 of a table is its empty creation
+    zero = platform.cli(
+        "sql",
+        "SELECT COUNT(*) AS n FROM gold.orders_by_age_gender_daily VERSION AS OF 0",
+        "--format",
+        "csv",
+    ).stdout.splitlines()
+    assert zero == ["n", "0"]
+
+
+def test_bad_sql_is_one_readable_line(loaded):
+    done = loaded[0].cli("sql", "SELECT nope FROM silver.users", check=False)
+    assert done.returncode == 1
+    assert "UNRESOLVED_COLUMN" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def checksum(spark, settings, name: str) -> str:
+    rows = read(spark, settings, name).drop("computed_at").collect()
+    return hashlib.sha256(repr(sorted(map(tuple, rows))).encode()).hexdigest()
+
+
+def test_a_replay_run_three_times_leaves_identical_tables(spark, loaded):
+    platform = loaded[0]
+    before = checksum(spark, platform.settings, "gold.orders_by_age_gender_daily")
+    silver_before = checksum(spark, platform.settings, "silver.user_actions")
+    sums = []
+    for _ in range(3):
+        platform.cli(
+            "replay",
+            "--topic",
+            contracts.TOPIC_ACTIONS,
+            "--from",
+            "0:100,1:100,2:100",
+            "--to",
+            "0:2000,1:2000,2:2000",
+            timeout=900,
+        )
+        sums.append(checksum(spark, platform.settings, "gold.orders_by_age_gender_daily"))
+    assert sums == [before] * 3
+    assert checksum(spark, platform.settings, "silver.user_actions") == silver_before
+    replays = read(spark, platform.settings, "ops.replays").collect()
+    assert len(replays) == 3 and {r["status"] for r in replays} == {"succeeded"}
+    assert {r["records"] for r in replays} == {5700}
+
+
+def test_a_replay_restores_deleted_rows(spark, loaded):
+    platform = loaded[0]
+    settings = platform.settings
+    before = checksum(spark, settings, "silver.user_actions")
+    path = str(lake.table_path(settings, "bronze.kafka_records"))
+    spark.sql(
+        f"DELETE FROM delta.`{path}` WHERE topic = 'tmall.user_actions' AND partition = 1 "
+        "AND offset BETWEEN 10 AND 19"
+    )
+    done = platform.cli(
+        "replay", "--topic", contracts.TOPIC_ACTIONS, "--from", "1:0", "--to", "1:50", timeout=900
+    )
+    assert json.loads(done.stdout.splitlines()[-1])["bronze_rows_added"] == 10
+    assert checksum(spark, settings, "silver.user_actions") == before
+
+
+def test_a_replay_past_retention_fails_with_a_clear_message(loaded):
+    platform = loaded[0]
+    bootstrap = platform.settings.bootstrap
+    produce(bootstrap, contracts.TOPIC_REJECTS, [{"reason": "oversize", "n": i} for i in range(5)])
+    # what retention does: the log start moves past offset 3
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.delete_records([TopicPartition(contracts.TOPIC_REJECTS, 0, 3)])
+    for future in futures.values():
+        future.result(timeout=30)
+    done = platform.cli(
+        "replay", "--topic", contracts.TOPIC_REJECTS, "--from", "0", "--to", "5", check=False
+    )
+    assert done.returncode == 1
+    assert "no longer holds offsets 0..2 of tmall.rejects partition 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bronze_load_killed_mid_write_then_rerun_has_no_duplicate_and_no_gap(
+    spark, loaded, tmp_path
+):
+    platform = loaded[0]
+    settings = platform.settings
+    _, backlog = generated_workload(tmp_path, events=150_000, seed=32)
+    produce(settings.bootstrap, contracts.TOPIC_ACTIONS, backlog)
+    table_dir = lake.table_path(settings, "bronze.kafka_records")
+    log_dir = table_dir / "_delta_log"
+    commits_before = set(log_dir.glob("*.json"))
+    files_before = set(table_dir.rglob("*.parquet"))
+    job = subprocess.Popen(
+        [*ORDERLAKE, "batch", "bronze"],
+        env=platform.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    killed_mid_write = False
+    while time.monotonic() < deadline and job.poll() is None:
+        written = set(table_dir.rglob("*.parquet")) - files_before
+        if written and set(log_dir.glob("*.json")) == commits_before:
+            os.killpg(job.pid, signal.SIGKILL)  # the CLI and its Spark JVM
+            killed_mid_write = True
+            break
+        time.sleep(0.05)
+    job.wait(timeout=60)
+    assert killed_mid_write, "the load finished before it could be killed mid-write"
+    assert set(log_dir.glob("*.json")) == commits_before, "the killed load committed nothing"
+
+    platform.cli("batch", "bronze", timeout=900)
+    bronze = read(spark, settings, "bronze.kafka_records").where(
+        f"topic = '{contracts.TOPIC_ACTIONS}'"
+    )
+    counts = {r["partition"]: r["count"] for r in bronze.groupBy("partition").count().collect()}
+    ends = kafka.end_offsets(settings.bootstrap)[contracts.TOPIC_ACTIONS]
+    assert counts == {p: end for p, end in ends.items()}, "no gap"
+    assert bronze.count() == bronze.select("partition", "offset").distinct().count(), "no dup"
