@@ -15,7 +15,7 @@ PY_STAMP    := $(VENV)/.installed
 JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/target/.resolved
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest bench-speed lint fmt typecheck clean
+        bench bench-ingest bench-speed bench-batch bench-airflow lint fmt typecheck clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -23,10 +23,11 @@ help: ## list the targets
 
 setup: system-packages $(PY_STAMP) $(JVM_STAMPS) ## install everything (idempotent): Debian packages, .venv, JVM jars
 
-system-packages: ## install Java 17 and Maven from Debian when missing
+system-packages: ## install Java 17, Maven and Chromium (dashboard tests) from Debian when missing
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v mvn  >/dev/null || missing="$$missing maven"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -64,13 +65,19 @@ test: setup ## run the whole test suite (unit, DAG, integration, end-to-end)
 test-unit: setup ## run only the fast unit tests
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-bench: bench-ingest bench-speed ## run every benchmark (writes bench/results/*.json)
+bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
 
 bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector
 	$(PY) -m bench.ingest
 
 bench-speed: setup ## append -> counted in the speed table: freshness, micro-batch costs, max rate, plain-consumer peer
 	$(PY) -m bench.speed
+
+bench-batch: setup ## bronze load rate, silver+gold rebuild at 1 M and 10 M events, one-day update, DuckDB peer
+	$(PY) -m bench.batch
+
+bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps, on the embedded Airflow
+	$(PY) -m bench.airflow
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check include tests dags streaming batch expectations bench

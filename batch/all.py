@@ -7,7 +7,7 @@ Same as `orderlake batch all`; the work is done by orderlake.jobs.batch.
 
 import sys
 
-from orderlake.jobs.batch import LAYERS, main
+from orderlake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(LAYERS, sys.argv[1:]))
+    sys.exit(main(["batch", "all", *sys.argv[1:]]))

@@ -7,7 +7,7 @@ Same as `orderlake batch bronze`; the work is done by orderlake.jobs.batch.
 
 import sys
 
-from orderlake.jobs.batch import main
+from orderlake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(("bronze",), sys.argv[1:]))
+    sys.exit(main(["batch", "bronze", *sys.argv[1:]]))

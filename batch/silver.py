@@ -7,7 +7,7 @@ Same as `orderlake batch silver`; the work is done by orderlake.jobs.batch.
 
 import sys
 
-from orderlake.jobs.batch import main
+from orderlake.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(("silver",), sys.argv[1:]))
+    sys.exit(main(["batch", "silver", *sys.argv[1:]]))

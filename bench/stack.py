@@ -40,6 +40,8 @@ def isolated_env(home: Path, hosts: int = 2) -> dict[str, str]:
         ORDERLAKE_FLUME_COLLECTOR_PORT=str(free_port()),
         ORDERLAKE_FLUME_MONITOR_PORT=str(monitor),
         ORDERLAKE_AIRFLOW_PORT=str(free_port()),
+        ORDERLAKE_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
+        ORDERLAKE_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()),
         ORDERLAKE_DASHBOARD_PORT=str(free_port()),
     )
     return env

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 
 from orderlake.errors import OrderlakeError
 from orderlake.jobs import speed
@@ -32,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"speed layer: error: {exc}", file=sys.stderr)
         return exc.exit_code
     query = speed.start(spark, settings, available_now=args.once)
-    # SIGTERM (orderlake down) stops the query between micro-batches' commits
-    signal.signal(signal.SIGTERM, lambda *_: query.stop())
-    query.awaitTermination()  # re-raises the query's failure: non-zero exit, supervisord restarts
+    # SIGTERM (orderlake down) only sets a flag: calling into the JVM from the signal handler
+    # while the main thread waits in the JVM is a re-entrant py4j call
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # awaitTermination re-raises the query's failure: non-zero exit, supervisord restarts
+    while not query.awaitTermination(1):
+        if stopping.is_set():
+            query.stop()  # between micro-batches' commits
+            break
     return 0
 
 

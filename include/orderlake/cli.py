@@ -3,6 +3,7 @@
     orderlake up [--only C,..] | down | status [--json] | logs COMPONENT
     orderlake batch bronze|silver|gold|all [--full] [--close-through DATE]
     orderlake replay --topic T --from TIME|OFFSETS --to TIME|OFFSETS [--layers ...]
+    orderlake reconcile [--date DATE] | maintain [--optimize] [--vacuum]
     orderlake sql "QUERY" [--format table|csv|json] | tables
     orderlake generate --events N [--rate R] [--hosts H] [--seed S]
     orderlake replay-tianchi --user-info FILE --user-log FILE [--rate R] [--hosts H]
@@ -17,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from orderlake.errors import OrderlakeError, UsageError
@@ -30,6 +32,13 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _non_negative_float(text: str) -> float:
@@ -134,15 +143,43 @@ def cmd_tables(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-# --- batch layer ------------------------------------------------------------------------------
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake import report
+
+    date_from = report.parse_date(args.date_from, "--from")
+    date_to = report.parse_date(args.date_to, "--to")
+    for path in report.write_report(settings, date_from, date_to):
+        print(path)
+    return 0
+
+
+def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.dashboard import server
+
+    server.serve(settings)
+    return 0
+
+
+# --- batch layer (also the batch/*.py entry points Airflow runs) --------------------------------
+def _batch_spark(settings: Settings, app: str):
+    from orderlake.spark import get_spark
+
+    conf = {"spark.driver.memory": settings.batch_driver_memory}
+    return get_spark(settings, f"orderlake-{app}", conf=conf, quiet=True)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, default=str), flush=True)
+
+
 def cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake.jobs import batch
 
     layers = batch.LAYERS if args.layer == "all" else (args.layer,)
-    argv = ["--full"] if args.full else []
-    if args.close_through:
-        argv += ["--close-through", args.close_through]
-    return batch.main(layers, argv)
+    spark = _batch_spark(settings, f"batch-{args.layer}")
+    for summary in batch.run(spark, settings, layers, args.full, args.close_through):
+        _print_json(summary)
+    return 0
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -152,15 +189,34 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         args.topic, args.range_from, args.range_to, replay.parse_layers(args.layers)
     )
     replay.validate(request)  # bad parameters fail before a Spark session starts
-    from orderlake.spark import get_spark
+    _print_json(replay.replay(_batch_spark(settings, "replay"), settings, request))
+    return 0
 
-    spark = get_spark(
-        settings,
-        "orderlake-replay",
-        conf={"spark.driver.memory": settings.batch_driver_memory},
-        quiet=True,
-    )
-    print(json.dumps(replay.replay(spark, settings, request), default=str))
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.jobs import reconcile
+
+    _print_json(reconcile.reconcile(_batch_spark(settings, "reconcile"), settings, args.date))
+    return 0
+
+
+def cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.jobs import maintenance
+
+    spark = _batch_spark(settings, "maintain")
+    both = not (args.optimize or args.vacuum)
+    if args.optimize or both:
+        _print_json({"optimize": maintenance.optimize(spark, settings)})
+    if args.vacuum or both:
+        _print_json({"vacuum": maintenance.vacuum(spark, settings, args.retain_hours)})
+    return 0
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake import quality
+
+    names = quality.check_suites(args.suite)  # a bad name fails before a Spark session starts
+    quality.validate(_batch_spark(settings, "validate"), settings, names, report=_print_json)
     return 0
 
 
@@ -244,18 +300,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("batch", cmd_batch, "Run the batch layer: Kafka -> bronze -> silver -> gold.")
     p.add_argument("layer", choices=("bronze", "silver", "gold", "all"))
     p.add_argument("--full", action="store_true", help="rebuild from all of bronze")
-    p.add_argument("--close-through", metavar="YYYY-MM-DD", help="mark days up to this final")
+    p.add_argument(
+        "--close-through", type=_date, metavar="YYYY-MM-DD", help="mark days up to this final"
+    )
     p = add("replay", cmd_replay, "Re-read a range of a topic and rewrite what it affects.")
     p.add_argument("--topic", required=True, help="e.g. tmall.user_actions")
     p.add_argument("--from", dest="range_from", required=True, help="offsets P:O,.. or ISO time")
     p.add_argument("--to", dest="range_to", required=True, help="exclusive; offsets or ISO time")
     p.add_argument("--layers", default="bronze,silver,gold", help="default bronze,silver,gold")
+    p = add("validate", cmd_validate, "Run the data-quality suites (expectations/) on the lake.")
+    p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
+    p = add("reconcile", cmd_reconcile, "Check Kafka vs bronze vs silver, and speed vs batch.")
+    p.add_argument(
+        "--date", type=_date, metavar="YYYY-MM-DD", help="speed vs batch for this day only"
+    )
+    p = add("maintain", cmd_maintain, "OPTIMIZE and guarded VACUUM of the batch tables.")
+    p.add_argument("--optimize", action="store_true", help="compact small files only")
+    p.add_argument("--vacuum", action="store_true", help="VACUUM only")
+    p.add_argument("--retain-hours", type=_non_negative_float, default=None)
     p = add("sql", cmd_sql, "Run Spark SQL over the lake's tables (database.table names).")
     p.add_argument("statement", help='e.g. "SELECT * FROM speed.orders_by_age_gender_1m"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--limit", type=_positive_int, default=None, help="at most this many rows")
     p = add("tables", cmd_tables, "List the lake's tables with row counts and Delta versions.")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p = add("report", cmd_report, "Write the age and gender figures as PNG under reports/.")
+    p.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first event date")
+    p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last event date")
+    add("dashboard", cmd_dashboard, "Serve the read-only dashboard in the foreground.")
 
     p = add("generate", cmd_generate, "Append Tianchi-shaped order logs to the spool dirs.")
     p.add_argument("--events", type=_positive_int, required=True, help="user actions to write")
@@ -288,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         print("orderlake: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: one sentence here, the trace in a log
-        where = _log_trace(settings, args.command)
+        where = log_trace(settings, args.command)
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         print(
             f"orderlake: error: {args.command} failed unexpectedly ({type(exc).__name__}: "
@@ -298,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _log_trace(settings: Settings | None, command: str) -> Path:
+def log_trace(settings: Settings | None, command: str) -> Path:
     """Append the current exception's trace to ORDERLAKE_HOME/logs/cli-errors.log."""
     import traceback
     from datetime import UTC, datetime

@@ -17,3 +17,10 @@ class UsageError(OrderlakeError):
     """A bad flag or argument value."""
 
     exit_code = 2
+
+
+class CheckFailed(OrderlakeError):
+    """A data check (validation, reconciliation) found a problem: re-running cannot fix it, so
+    orchestration fails at once instead of retrying."""
+
+    exit_code = 3

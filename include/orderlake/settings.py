@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderlake import contracts
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     env: Literal["local", "cluster"] = "local"
     home: Path = Field(default=PROJECT_ROOT / ".orderlake")
+    # address the servers orderlake starts listen on (Flume collector's Avro source, Airflow's
+    # API server); a container sets 0.0.0.0 so other hosts reach them
+    bind_host: str = "127.0.0.1"
 
     # Kafka (embedded KRaft broker in local mode)
     kafka_bootstrap: str | None = None  # cluster mode: external brokers; local: derived from port
@@ -35,6 +38,10 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
     actions_partitions: int = 3
+    # replicas of each topic and the in-sync replicas an acks=all write needs (1 and 1 on the
+    # embedded single broker; 3 and 2 on docker-compose's three brokers)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
     retention_days: float = 30.0
     # Largest line the Flume edge forwards as-is; bigger lines go to tmall.rejects as an envelope.
     # Below the broker's message.max.bytes (1 MiB) minus record overhead.
@@ -42,6 +49,7 @@ class Settings(BaseSettings):
 
     # Flume: edge agents (one per simulated host) and one collector
     hosts: int = 2
+    flume_collector_host: str = "127.0.0.1"  # where edge agents send (compose: its service name)
     flume_collector_port: int = 41414
     flume_monitor_port: int = 34545  # collector; edge host-N uses this + N
     flume_heap: str = "256m"
@@ -56,13 +64,30 @@ class Settings(BaseSettings):
     lateness_minutes: int = 10
     vacuum_min_hours: float = 168.0  # VACUUM never keeps less history than this
     pin_days: int = 7  # versions compared by a reconciliation stay readable this long
+    # data quality: the largest share of bronze records silver may quarantine before it fails
+    dq_max_quarantine_rate: float = Field(default=0.01, ge=0, le=1)
 
     # Web parts
+    airflow_host: str = "127.0.0.1"  # where tasks and tools reach the Airflow API server
     airflow_port: int = 8080
+    airflow_worker_log_port: int = 8793  # LocalExecutor's log server
+    airflow_trigger_log_port: int = 8794  # the triggerer's log server
     dashboard_port: int = 8050
     airflow_admin_password: SecretStr | None = None
+    # Airflow's metadata DB as an SQLAlchemy URL (docker-compose: PostgreSQL); None = the
+    # embedded SQLite file under ORDERLAKE_HOME/airflow
+    airflow_database_url: SecretStr | None = None
 
     java_home: Path | None = None
+
+    @field_validator("min_insync_replicas")
+    @classmethod
+    def _isr_within_replicas(cls, value: int, info: ValidationInfo) -> int:
+        replicas = info.data.get("replication_factor", 1)
+        if value > replicas:
+            # more in-sync replicas than replicas: every acks=all write would be refused
+            raise ValueError(f"must not exceed ORDERLAKE_REPLICATION_FACTOR ({replicas})")
+        return value
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import time
 from collections import Counter, defaultdict
-from datetime import date
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -19,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 from orderlake import contracts, lake
 from orderlake.stack import kafka
 from tests.fixtures.stack import ORDERLAKE, produce
-from tests.fixtures.workload import generated_workload, send
+from tests.fixtures.workload import expected_gold, generated_workload, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -37,27 +36,6 @@ def loaded(kafka_only, tmp_path_factory):
 
 def read(spark, settings, name):
     return spark.read.format("delta").load(str(lake.table_path(settings, name)))
-
-
-def expected_gold(profiles, actions) -> dict:
-    """(event_date, bracket, gender) -> orders, in plain Python over the generated lines."""
-    latest = {}
-    for p in profiles:
-        if p["user_id"] not in latest or p["updated_at"] >= latest[p["user_id"]]["updated_at"]:
-            latest[p["user_id"]] = p
-    seen, counts = set(), Counter()
-    for a in actions:
-        if a["action_type"] == contracts.ACTION_PURCHASE and a["event_id"] not in seen:
-            seen.add(a["event_id"])
-            p = latest.get(a["user_id"], {})
-            counts[
-                (
-                    date.fromisoformat(a["event_time"][:10]),
-                    contracts.age_bracket(p.get("age_range")),
-                    contracts.gender_label(p.get("gender")),
-                )
-            ] += 1
-    return counts
 
 
 def test_bronze_holds_every_kafka_record_exactly_once(spark, loaded):

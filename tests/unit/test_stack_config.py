@@ -133,3 +133,74 @@ def test_status_table_lists_components_and_offsets():
 def test_cluster_ids_never_look_like_flags():
     ids = [kafka.new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+# --- cluster settings (docker-compose.yaml); the defaults keep the embedded stack unchanged -----
+def test_flume_agents_bind_and_connect_on_loopback_by_default(settings):
+    collector = properties(flume.render(settings, "collector"))
+    edge = properties(flume.render(settings, "host-1"))
+    assert collector["collector.sources.avro.bind"] == "127.0.0.1"
+    assert edge["host_1.sinks.avro.hostname"] == "127.0.0.1"
+
+
+def test_flume_agents_follow_bind_and_collector_host(tmp_path):
+    cluster = Settings(home=tmp_path, bind_host="0.0.0.0", flume_collector_host="flume-collector")
+    collector = properties(flume.render(cluster, "collector"))
+    edge = properties(flume.render(cluster, "host-2"))
+    assert collector["collector.sources.avro.bind"] == "0.0.0.0"
+    assert edge["host_2.sinks.avro.hostname"] == "flume-collector"
+    assert edge["host_2.sinks.avro.port"] == str(cluster.flume_collector_port)
+
+
+def test_topics_have_one_replica_and_no_isr_override_by_default(settings):
+    for spec in kafka.topic_specs(settings):
+        assert spec.replication_factor == 1
+        assert "min.insync.replicas" not in spec.config
+
+
+def test_topics_follow_the_replication_settings(tmp_path):
+    cluster = Settings(home=tmp_path, replication_factor=3, min_insync_replicas=2)
+    specs = {t.topic: t for t in kafka.topic_specs(cluster)}
+    assert {t.replication_factor for t in specs.values()} == {3}
+    assert {t.config["min.insync.replicas"] for t in specs.values()} == {"2"}
+    assert specs[contracts.TOPIC_PROFILES].config["cleanup.policy"] == "compact"
+
+
+def test_more_in_sync_replicas_than_replicas_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("ORDERLAKE_REPLICATION_FACTOR", "2")
+    monkeypatch.setenv("ORDERLAKE_MIN_INSYNC_REPLICAS", "3")
+    with pytest.raises(UsageError, match="must not exceed ORDERLAKE_REPLICATION_FACTOR"):
+        Settings.from_env()
+
+
+def test_airflow_uses_sqlite_on_loopback_by_default(settings):
+    from orderlake.stack import airflow
+
+    env = airflow.environment(settings)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        f"sqlite:///{settings.airflow_home / 'airflow.db'}"
+    )
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8080/execution/"
+
+
+def test_airflow_follows_the_database_url_bind_and_api_host(tmp_path):
+    from orderlake.stack import airflow
+
+    url = "postgresql+psycopg2://airflow:secret@postgres:5432/airflow"
+    cluster = Settings(
+        home=tmp_path,
+        airflow_database_url=url,
+        bind_host="0.0.0.0",
+        airflow_host="airflow-api-server",
+    )
+    env = airflow.environment(cluster)
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == url
+    assert env["AIRFLOW__API__HOST"] == "0.0.0.0"
+    assert env["AIRFLOW__API__BASE_URL"] == "http://airflow-api-server:8080"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+        "http://airflow-api-server:8080/execution/"
+    )
+    # the URL holds a password: hidden in reprs, handed to Airflow's processes in full
+    assert "secret" not in repr(cluster)
+    assert env["ORDERLAKE_AIRFLOW_DATABASE_URL"] == url

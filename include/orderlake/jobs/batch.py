@@ -407,37 +407,3 @@ def run(
         if "gold" in layers:
             summaries.append(build_gold(spark, settings, full=full, close_through=close_through))
         return summaries
-
-
-def main(layers: tuple[str, ...], argv: list[str] | None = None) -> int:
-    """Command-line entry shared by `orderlake batch ...` and the batch/*.py scripts: runs the
-    layers, prints one JSON summary per layer, exits non-zero with one sentence on failure."""
-    import argparse
-    import sys
-
-    from orderlake.spark import get_spark
-
-    parser = argparse.ArgumentParser(description=f"orderlake batch layer: {', '.join(layers)}")
-    parser.add_argument("--full", action="store_true", help="rebuild from all of bronze")
-    parser.add_argument(
-        "--close-through",
-        type=date.fromisoformat,
-        default=None,
-        metavar="YYYY-MM-DD",
-        help="mark every day up to this one final (no more data expected)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        spark = get_spark(
-            settings,
-            f"orderlake-batch-{'-'.join(layers)}",
-            conf={"spark.driver.memory": settings.batch_driver_memory},
-            quiet=True,
-        )
-        for summary in run(spark, settings, layers, args.full, args.close_through):
-            print(json.dumps(summary, default=str))
-    except OrderlakeError as exc:
-        print(f"orderlake batch: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0

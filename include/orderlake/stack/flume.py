@@ -33,12 +33,14 @@ def component_name(agent: str) -> str:
 
 
 def render(settings: Settings, agent: str) -> str:
-    """Fill the agent's template; edge agents tail <spool>/<host>/."""
+    """Fill the agent's template; edge agents tail <spool>/<host>/ and send to the collector at
+    ORDERLAKE_FLUME_COLLECTOR_HOST, whose Avro source listens on ORDERLAKE_BIND_HOST."""
     template = "collector.conf.template" if agent == COLLECTOR else "edge.conf.template"
     values = {
         "agent": _flume_id(agent),
         "state_dir": settings.flume_dir / agent,
-        "collector_host": "127.0.0.1",
+        "bind_host": settings.bind_host,
+        "collector_host": settings.flume_collector_host,
         "collector_port": settings.flume_collector_port,
         "bootstrap": settings.bootstrap,
         "topic_actions": contracts.TOPIC_ACTIONS,

@@ -143,26 +143,33 @@ def wait_ready(bootstrap: str, timeout: float = 60.0) -> None:
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """The platform's topics. Actions keep long history so replays can re-read it; profiles are
-    compacted (latest profile per user_id key); rejects keep the same retention as actions."""
+    compacted (latest profile per user_id key); rejects keep the same retention as actions.
+
+    Each topic has ORDERLAKE_REPLICATION_FACTOR replicas; above the broker default of one
+    in-sync replica, ORDERLAKE_MIN_INSYNC_REPLICAS is pinned on the topic itself, so the
+    guarantee of acks=all writes does not hang on a broker setting."""
     retention = str(settings.retention_ms)
+    replicas = settings.replication_factor
+    isr = settings.min_insync_replicas
+    guard = {"min.insync.replicas": str(isr)} if isr > 1 else {}
     return [
         NewTopic(
             contracts.TOPIC_ACTIONS,
             num_partitions=settings.actions_partitions,
-            replication_factor=1,
-            config={"retention.ms": retention},
+            replication_factor=replicas,
+            config={"retention.ms": retention, **guard},
         ),
         NewTopic(
             contracts.TOPIC_PROFILES,
             num_partitions=1,
-            replication_factor=1,
-            config={"cleanup.policy": "compact"},
+            replication_factor=replicas,
+            config={"cleanup.policy": "compact", **guard},
         ),
         NewTopic(
             contracts.TOPIC_REJECTS,
             num_partitions=1,
-            replication_factor=1,
-            config={"retention.ms": retention},
+            replication_factor=replicas,
+            config={"retention.ms": retention, **guard},
         ),
     ]
 

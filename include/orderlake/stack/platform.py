@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT, Settings
-from orderlake.stack import flume, kafka, ports
+from orderlake.stack import dashboard, flume, kafka, ports
 from orderlake.stack.supervisor import Program, Supervisor
 
 
@@ -30,6 +30,12 @@ class Component:
     ready: Callable[[], None] = lambda: None  # blocks until usable, raises OrderlakeError
     address: Callable[[], dict] = dict  # where to reach it (shown even when it is down)
     metrics: Callable[[], dict] = dict  # live numbers (asked only while it runs)
+    # supervised program names, when they are not just the component's own name
+    program_names: list[str] = field(default_factory=list)
+
+    @property
+    def supervised(self) -> list[str]:
+        return self.program_names or [self.name]
 
 
 def kafka_component(settings: Settings) -> Component:
@@ -131,6 +137,31 @@ def streaming_component(settings: Settings) -> Component:
     )
 
 
+def airflow_component(settings: Settings) -> Component:
+    """Airflow 3: API server, scheduler, DAG processor and triggerer (orderlake.stack.airflow)."""
+    from orderlake.stack import airflow
+
+    return Component(
+        airflow.NAME,
+        lambda: airflow.programs(settings),
+        ports={
+            "the Airflow API server": (settings.airflow_port, "ORDERLAKE_AIRFLOW_PORT"),
+            "Airflow's task log server": (
+                settings.airflow_worker_log_port,
+                "ORDERLAKE_AIRFLOW_WORKER_LOG_PORT",
+            ),
+            "Airflow's triggerer log server": (
+                settings.airflow_trigger_log_port,
+                "ORDERLAKE_AIRFLOW_TRIGGER_LOG_PORT",
+            ),
+        },
+        ready=lambda: airflow.wait_ready(settings),
+        address=lambda: airflow.address(settings),
+        metrics=lambda: airflow.metrics(settings),
+        program_names=airflow.program_names(),
+    )
+
+
 def _venv_path() -> str:
     # processes find `python`, `airflow`, ... of this virtualenv first
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -142,6 +173,8 @@ def components(settings: Settings) -> list[Component]:
         kafka_component(settings),
         *(flume_component(settings, agent) for agent in flume.agent_names(settings)),
         streaming_component(settings),
+        airflow_component(settings),
+        dashboard.component(settings),
     ]
 
 
@@ -208,15 +241,23 @@ def status(settings: Settings) -> dict:
     procs = sup.processes()
     result: dict[str, dict] = {}
     for part in components(settings):
-        info = procs.get(part.name, {})
-        state = info.get("statename", "NOT STARTED" if procs else "NOT RUNNING")
+        infos = [procs.get(name, {}) for name in part.supervised]
+        states = [i.get("statename", "NOT STARTED" if procs else "NOT RUNNING") for i in infos]
+        # a component of several programs is RUNNING only when all of them are
+        state = next((s for s in states if s != "RUNNING"), "RUNNING")
+        info = infos[0]
         entry: dict = {"state": state, "pid": info.get("pid") or None}
+        if len(infos) > 1:
+            entry["programs"] = {
+                name: {"state": s, "pid": i.get("pid") or None}
+                for name, s, i in zip(part.supervised, states, infos, strict=True)
+            }
         if state == "RUNNING":
             entry["uptime_s"] = int(info.get("now", 0) - info.get("start", 0))
         entry.update(part.address())
         if state == "RUNNING":
             entry.update(part.metrics())
-        entry["log"] = str(settings.logs_dir / f"{part.name}.log")
+        entry["log"] = str(settings.logs_dir / f"{part.supervised[0]}.log")
         result[part.name] = entry
     return result
 

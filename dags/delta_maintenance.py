@@ -1,0 +1,36 @@
+"""
+### delta_maintenance
+Daily at 02:00 UTC: OPTIMIZE (compacts the small files incremental loads leave) then a guarded
+VACUUM of the batch tables. The guard refuses a retention below ORDERLAKE_VACUUM_MIN_HOURS, a
+VACUUM while a batch job or replay runs, and one that would delete versions a recent
+reconciliation compared. `speed.*` tables belong to the streaming job and are never touched.
+By hand: `orderlake maintain`.
+"""
+
+from airflow.sdk import dag, task
+
+from orderlake import orchestration as o
+
+
+@dag(
+    schedule="0 2 * * *",
+    start_date=o.START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=o.DEFAULT_ARGS,
+    tags=["orderlake", "maintenance"],
+    doc_md=__doc__,
+)
+def delta_maintenance():
+    @task(pool=o.LAKE_POOL)
+    def optimize() -> dict:
+        return o.optimize()
+
+    @task(pool=o.LAKE_POOL)
+    def vacuum() -> dict:
+        return o.vacuum()
+
+    optimize() >> vacuum()
+
+
+delta_maintenance()

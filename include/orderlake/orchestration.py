@@ -1,0 +1,243 @@
+"""What the Airflow DAGs run: each task calls one function here; the DAG files only wire them.
+
+Spark work runs as its own process (the batch/*.py entry points, like spark-submit): its JVM
+and memory are gone when the task ends, its one-sentence error becomes the task's failure, and
+the same command works by hand. A failed *check* (validation, reconciliation: exit code 3) fails
+the task at once, since re-running it cannot change the data, and so does a bad parameter (exit
+code 2); any other failure is retried.
+Importing this module is cheap and does no I/O: DAG files import it at parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from orderlake.errors import CheckFailed, UsageError
+from orderlake.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+# --- shared DAG wiring ----------------------------------------------------------------------------
+START = pendulum.datetime(2026, 11, 1, tz="UTC")
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+}
+# Delta on a local filesystem is safe for commits from one JVM at a time: every task that
+# commits to the lake takes the one slot of this pool (created by `orderlake up`).
+LAKE_POOL = "lake_writer"
+LAKE_POOL_DESCRIPTION = "one Delta writer at a time on the local lake"
+BRONZE = Asset(name="bronze.kafka_records", uri="delta://orderlake/bronze/kafka_records")
+GOLD = Asset(
+    name="gold.orders_by_age_gender_daily", uri="delta://orderlake/gold/orders_by_age_gender_daily"
+)
+TOPICS = ("tmall.user_actions", "tmall.user_profiles", "tmall.rejects")
+LAYERS = ("bronze", "silver", "gold")
+
+
+# --- running the batch entry points ---------------------------------------------------------------
+def run_entry(script: str, *args: str, env: Mapping[str, str] | None = None) -> list[dict]:
+    """Run batch/<script>.py with ``args`` in its own process; log its output; return the JSON
+    objects it printed. Exit 3 (a check failed) or 2 (a bad parameter) -> AirflowFailException;
+    other failures raise RuntimeError (retried by Airflow)."""
+    command = [sys.executable, str(PROJECT_ROOT / "batch" / f"{script}.py"), *args]
+    log.info("running %s", " ".join(command))
+    started = time.monotonic()
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=dict(env or os.environ), capture_output=True, text=True
+    )
+    for line in done.stdout.splitlines():
+        log.info("%s", line)
+    for line in done.stderr.splitlines():
+        log.warning("%s", line)
+    log.info(
+        "%s finished in %.1f s with exit code %d",
+        script,
+        time.monotonic() - started,
+        done.returncode,
+    )
+    if done.returncode != 0:
+        message = _last_error(done.stderr) or f"batch/{script}.py exited {done.returncode}"
+        if done.returncode in (CheckFailed.exit_code, UsageError.exit_code):
+            raise AirflowFailException(message)  # a retry would fail the same way
+        raise RuntimeError(message)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def _last_error(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if "error:" in line]
+    return lines[-1].split("error:", 1)[1].strip() if lines else ""
+
+
+# --- task bodies ----------------------------------------------------------------------------------
+def load_bronze() -> dict:
+    """Kafka -> bronze; skipped (no asset event, so no silver/gold run) when nothing is new."""
+    summary = run_entry("bronze")[0]
+    if not summary.get("records"):
+        raise AirflowSkipException("no new Kafka records since the last bronze load")
+    return summary
+
+
+def build_silver() -> dict:
+    return run_entry("silver")[0]
+
+
+def build_gold() -> dict:
+    return run_entry("gold")[0]
+
+
+def validate_quality() -> list[dict]:
+    """The GX suites; skipped while the lake has no gold yet (a brand-new platform's first
+    daily run), since there is nothing to validate and "missing table" is not a finding then."""
+    from orderlake import lake
+    from orderlake.schemas import GOLD_DAILY_TABLE
+
+    if not lake.exists(Settings.from_env(), GOLD_DAILY_TABLE.name):
+        raise AirflowSkipException("the lake has no gold table yet: nothing to validate")
+    return run_entry("validate")
+
+
+def reconcile(day: str | None = None) -> dict:
+    return run_entry("reconcile", *(["--date", day] if day else []))[0]
+
+
+def optimize() -> dict:
+    return run_entry("maintain", "--optimize")[0]
+
+
+def vacuum() -> dict:
+    return run_entry("maintain", "--vacuum")[0]
+
+
+def check_replay_params(params: Mapping[str, Any]) -> list[str]:
+    """The replay DAG's parameters -> `orderlake replay` arguments; a bad value fails the task
+    (no retry) before any work, with the same sentence the CLI gives."""
+    from orderlake.errors import OrderlakeError
+    from orderlake.jobs.replay import ReplayRequest, parse_layers, validate
+
+    layers = params.get("layers") or list(LAYERS)
+    try:
+        request = ReplayRequest(
+            str(params.get("topic") or ""),
+            str(params.get("from") or ""),
+            str(params.get("to") or ""),
+            parse_layers(",".join(layers)),
+        )
+        validate(request)
+    except OrderlakeError as exc:
+        raise AirflowFailException(str(exc)) from None
+    return [
+        "--topic", request.topic, "--from", request.range_from, "--to", request.range_to,
+        "--layers", ",".join(request.layers),
+    ]  # fmt: skip
+
+
+def run_replay(arguments: list[str]) -> dict:
+    return run_entry("replay", *arguments)[0]
+
+
+# --- the speed layer's watchdog -------------------------------------------------------------------
+LAG_SAMPLES = 10  # kept in ORDERLAKE_HOME/run/speed-lag-history.json
+GROWING_CHECKS = 3  # lag larger at each of this many consecutive checks = falling behind
+LAG_FLOOR = 10_000  # ... and above this many records (small lags come and go)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # ok | restart | fail
+    reason: str
+
+
+def assess_speed_layer(
+    state: str, heartbeat_age_s: float | None, lags: list[int], stale_after_s: float
+) -> Verdict:
+    """Pure decision of the streaming supervisor from what `orderlake status` knows.
+
+    >>> assess_speed_layer("RUNNING", 2.0, [5, 4], 60).action
+    'ok'
+    """
+    if state != "RUNNING":
+        return Verdict("restart", f"the streaming job is {state}")
+    if heartbeat_age_s is None or heartbeat_age_s > stale_after_s:
+        age = "never" if heartbeat_age_s is None else f"{heartbeat_age_s:.0f} s ago"
+        return Verdict("restart", f"the streaming job's last heartbeat was {age}")
+    recent = lags[-(GROWING_CHECKS + 1) :]
+    growing = len(recent) == GROWING_CHECKS + 1 and all(
+        a < b for a, b in zip(recent, recent[1:], strict=False)
+    )
+    if growing and recent[-1] > LAG_FLOOR:
+        shown = " -> ".join(f"{n:,}" for n in recent)
+        return Verdict("fail", f"the speed layer's Kafka lag kept growing ({shown} records)")
+    return Verdict("ok", f"healthy, Kafka lag {lags[-1] if lags else 0:,} records")
+
+
+def supervise_streaming(settings: Settings | None = None) -> dict:
+    """Check the speed layer's heartbeat and lag; restart it (embedded default) when it is down
+    or stale; fail visibly when its lag keeps growing."""
+    from orderlake.stack import streaming
+    from orderlake.stack.supervisor import Supervisor
+
+    settings = settings or Settings.from_env()
+    sup = Supervisor(settings)
+    processes = sup.processes()
+    if processes and streaming.NAME not in processes:
+        raise AirflowSkipException(
+            "the streaming job is not part of this platform (`orderlake up --only` left it "
+            "out): nothing to supervise"
+        )
+    info = processes.get(streaming.NAME, {})
+    # embedded: supervisord knows the process; a cluster runs it elsewhere: judge by heartbeat
+    state = info.get("statename", "NOT RUNNING") if settings.env == "local" else "RUNNING"
+    progress = streaming.read_progress(settings)
+    age = streaming.heartbeat_age(progress) if progress else None
+    lags = _record_lag(settings, progress)
+    verdict = assess_speed_layer(state, age, lags, streaming.STALE_AFTER_S)
+    log.info("speed layer: %s (%s)", verdict.action, verdict.reason)
+    if verdict.action == "fail":
+        raise AirflowFailException(verdict.reason)
+    if verdict.action == "restart":
+        if settings.env != "local" or not sup.is_running():
+            raise AirflowFailException(
+                f"{verdict.reason}, and it is not supervised here (ORDERLAKE_ENV="
+                f"{settings.env}): restart it with the cluster's own tooling."
+            )
+        if state == "RUNNING":
+            sup.stop(streaming.NAME)
+        sup.start(streaming.NAME)
+        log.info("restarted the streaming job")
+    return {"action": verdict.action, "reason": verdict.reason, "lag_history": lags}
+
+
+def _record_lag(settings: Settings, progress: dict | None) -> list[int]:
+    """Append the current total lag to the history file; return the history (oldest first)."""
+    from orderlake.stack import streaming
+
+    path = settings.run_dir / "speed-lag-history.json"
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError):
+        history = []
+    if progress is not None:
+        try:
+            per_partition = streaming.lag(settings, progress.get("processed_offsets", {}))
+            total = sum(sum(p.values()) for p in per_partition.values())
+            history = [*history, total][-LAG_SAMPLES:]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(history))
+        except Exception as exc:  # noqa: BLE001 - Kafka down: the history simply stays as it was
+            log.warning("could not read the Kafka lag: %s", exc)
+    return history

@@ -1,0 +1,58 @@
+"""The Airflow task bodies' own logic: the speed-layer watchdog's decisions and the replay DAG's
+parameter check (which must fail before any work)."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from orderlake import orchestration as o
+
+
+@pytest.mark.parametrize(
+    ("state", "age", "lags", "action", "words"),
+    [
+        ("RUNNING", 3.0, [100, 50, 80], "ok", "healthy"),
+        ("STOPPED", None, [], "restart", "STOPPED"),
+        ("FATAL", 1.0, [], "restart", "FATAL"),
+        ("RUNNING", 600.0, [0], "restart", "600 s ago"),
+        ("RUNNING", None, [0], "restart", "never"),
+        # growing at each of the last 3 checks and above the floor: falling behind
+        ("RUNNING", 2.0, [20_000, 30_000, 40_000, 50_000], "fail", "kept growing"),
+        # growing but small: lag comes and goes
+        ("RUNNING", 2.0, [1, 2, 3, 4], "ok", "healthy"),
+        # large but shrinking once: catching up
+        ("RUNNING", 2.0, [20_000, 30_000, 25_000, 50_000], "ok", "healthy"),
+    ],
+)
+def test_speed_layer_verdicts(state, age, lags, action, words):
+    verdict = o.assess_speed_layer(state, age, lags, stale_after_s=60)
+    assert verdict.action == action
+    assert words in verdict.reason
+
+
+def test_valid_replay_params_become_cli_arguments():
+    args = o.check_replay_params(
+        {"topic": "tmall.user_actions", "from": "0:10", "to": "0:20", "layers": ["gold", "bronze"]}
+    )
+    assert args == [
+        "--topic", "tmall.user_actions", "--from", "0:10", "--to", "0:20",
+        "--layers", "bronze,gold",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"topic": "tmall.nope", "from": "0", "to": "5"}, "--topic must be one of"),
+        ({"topic": "tmall.user_actions", "from": "last week", "to": "5"}, "--from must be"),
+        ({"topic": "tmall.user_actions", "from": "0", "to": ""}, "--to must be"),
+        (
+            {"topic": "tmall.user_actions", "from": "0", "to": "5", "layers": ["platinum"]},
+            "--layers must be",
+        ),
+    ],
+)
+def test_bad_replay_params_fail_the_task_without_retry(params, message):
+    with pytest.raises(AirflowFailException, match=message):
+        o.check_replay_params(params)
