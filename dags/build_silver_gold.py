@@ -13,7 +13,6 @@ from orderlake import orchestration as o
 
 @dag(
     schedule=[o.BRONZE],
-    start_date=o.START,
     catchup=False,
     max_active_runs=1,
     default_args=o.DEFAULT_ARGS,

@@ -15,7 +15,6 @@ from orderlake import orchestration as o
 
 @dag(
     schedule=None,
-    start_date=o.START,
     catchup=False,
     default_args=o.DEFAULT_ARGS,
     tags=["orderlake", "batch", "replay"],

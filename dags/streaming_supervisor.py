@@ -15,7 +15,6 @@ from orderlake import orchestration as o
 
 @dag(
     schedule=timedelta(minutes=2),
-    start_date=o.START,
     catchup=False,
     max_active_runs=1,
     default_args={**o.DEFAULT_ARGS, "retry_delay": timedelta(seconds=20)},

@@ -15,7 +15,6 @@ from orderlake import orchestration as o
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=o.GOLD
     ),
-    start_date=o.START,
     catchup=False,
     max_active_runs=1,
     default_args=o.DEFAULT_ARGS,

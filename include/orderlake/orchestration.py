@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -31,7 +30,10 @@ from orderlake.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 
 # --- shared DAG wiring ----------------------------------------------------------------------------
-START = pendulum.datetime(2026, 11, 1, tz="UTC")
+# The DAGs have no start_date on purpose: a cron DAG with one (and catchup off) runs its most
+# recent interval as soon as it is first seen, so a brand-new platform would start with daily
+# maintenance, validation and reconciliation competing with its first loads. Without one, each
+# waits for its next scheduled time.
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-engineering",
     "retries": 2,

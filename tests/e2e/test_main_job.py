@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -20,25 +19,11 @@ import pytest
 from orderlake import contracts
 from orderlake.stack import airflow, streaming
 from orderlake.stack.supervisor import Supervisor
+from tests.e2e.conftest import MAIN_JOB
 from tests.fixtures.browser import render_page
-from tests.fixtures.stack import Platform, isolated_env, settings_from
 from tests.fixtures.workload import expected_gold, spool_lines
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
-
-MAIN_JOB = [sys.executable, "-m", "orderlake.main_job"]
-
-
-@pytest.fixture(scope="module")
-def main_job(tmp_path_factory):
-    env = isolated_env(tmp_path_factory.mktemp("main-job") / "home")
-    env["ORDERLAKE_RUN_EVENTS"] = "20000"
-    platform = Platform(env, settings_from(env))
-    try:
-        done = subprocess.run(MAIN_JOB, env=env, capture_output=True, text=True, timeout=2700)
-        yield platform, done
-    finally:
-        platform.cli("down", check=False, timeout=300)
 
 
 def expected_figures(platform) -> dict[str, Counter]:

@@ -1,0 +1,28 @@
+"""The e2e tier's one platform: the main job run once, in a fresh ORDERLAKE_HOME on free ports,
+and left running for every e2e test (then `orderlake down`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.fixtures.stack import Platform, isolated_env, settings_from
+
+MAIN_JOB = [sys.executable, "-m", "orderlake.main_job"]
+
+
+@pytest.fixture(scope="session")
+def main_job(tmp_path_factory):
+    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000."""
+    env = isolated_env(tmp_path_factory.mktemp("main-job") / "home")
+    env["ORDERLAKE_RUN_EVENTS"] = "20000"
+    platform = Platform(env, settings_from(env))
+    try:
+        done = subprocess.run(MAIN_JOB, env=env, capture_output=True, text=True, timeout=2700)
+        # kept beside the platform's logs: what a user would have seen, for failures
+        (platform.settings.logs_dir / "main-job.out").write_text(done.stdout + done.stderr)
+        yield platform, done
+    finally:
+        platform.cli("down", check=False, timeout=300)
