@@ -13,7 +13,7 @@ from orderlake import orchestration as o
 
 
 @dag(
-    schedule="0 2 * * *",
+    schedule=o.cron("0 2 * * *"),
     catchup=False,
     max_active_runs=1,
     default_args=o.DEFAULT_ARGS,

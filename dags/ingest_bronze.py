@@ -14,7 +14,7 @@ from orderlake import orchestration as o
 
 
 @dag(
-    schedule="*/5 * * * *",
+    schedule=o.cron("*/5 * * * *"),
     catchup=False,
     max_active_runs=1,
     default_args=o.DEFAULT_ARGS,

@@ -14,7 +14,7 @@ from orderlake import orchestration as o
 
 
 @dag(
-    schedule="@hourly",
+    schedule=o.cron("0 * * * *"),
     catchup=False,
     max_active_runs=1,
     default_args=o.DEFAULT_ARGS,

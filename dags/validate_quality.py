@@ -6,14 +6,14 @@ of `expectations/` against bronze, silver, gold and the quarantine rate. Results
 task at once (no retry: the data will not change by itself). By hand: `orderlake validate`.
 """
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, dag, task
 
 from orderlake import orchestration as o
 
 
 @dag(
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=o.GOLD
+        timetable=o.cron("0 3 * * *"), assets=o.GOLD
     ),
     catchup=False,
     max_active_runs=1,

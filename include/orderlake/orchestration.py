@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from orderlake.errors import CheckFailed, UsageError
@@ -30,10 +30,15 @@ from orderlake.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 
 # --- shared DAG wiring ----------------------------------------------------------------------------
-# The DAGs have no start_date on purpose: a cron DAG with one (and catchup off) runs its most
-# recent interval as soon as it is first seen, so a brand-new platform would start with daily
-# maintenance, validation and reconciliation competing with its first loads. Without one, each
-# waits for its next scheduled time.
+# A cron DAG first seen (or unpaused) shortly after one of its times runs that past time at
+# once (Airflow's default grace is a tenth of the period, at least 5 minutes), so a brand-new
+# platform would start with maintenance, validation and reconciliation competing with its first
+# loads for the lake's one slot. `cron` schedules wait for their next time instead.
+def cron(expression: str) -> CronTriggerTimetable:
+    """A UTC cron schedule whose first run is its next time, never one already past."""
+    return CronTriggerTimetable(expression, timezone="UTC", run_immediately=timedelta(0))
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "data-engineering",
     "retries": 2,
