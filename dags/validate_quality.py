@@ -12,9 +12,7 @@ from orderlake import orchestration as o
 
 
 @dag(
-    schedule=AssetOrTimeSchedule(
-        timetable=o.cron("0 3 * * *"), assets=o.GOLD
-    ),
+    schedule=AssetOrTimeSchedule(timetable=o.cron("0 3 * * *"), assets=o.GOLD),
     catchup=False,
     max_active_runs=1,
     default_args=o.DEFAULT_ARGS,

@@ -29,6 +29,7 @@ from orderlake.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
+
 # --- shared DAG wiring ----------------------------------------------------------------------------
 # A cron DAG first seen (or unpaused) shortly after one of its times runs that past time at
 # once (Airflow's default grace is a tenth of the period, at least 5 minutes), so a brand-new
