@@ -121,6 +121,43 @@ def test_purchases_of_a_user_without_profile_count_as_unknown(spark, kafka_only,
     assert counts[("unknown", "unknown")] >= 2  # other tests' strangers may share the window
 
 
+def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(
+    spark, kafka_only, tmp_path
+):
+    bootstrap = kafka_only.settings.bootstrap
+    late, stranger = 9_400_001, 9_400_002
+    produce(
+        bootstrap,
+        contracts.TOPIC_ACTIONS,
+        [
+            action("l-1", late, minute=4),
+            action("l-2", late, minute=4),
+            action("l-3", stranger, minute=4),
+        ],
+    )
+    settings = settings_for(kafka_only, tmp_path)
+    run_once(spark, settings)
+    unknown = ("unknown", "unknown", False)
+    assert orders_of(spark, settings, {"l-1", "l-2", "l-3"}) == {
+        "l-1": unknown,
+        "l-2": unknown,
+        "l-3": unknown,
+    }
+
+    produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])  # in a later batch
+    run_once(spark, settings)
+
+    assert orders_of(spark, settings, {"l-1", "l-2", "l-3"}) == {
+        "l-1": ("18-24", "male", True),
+        "l-2": ("18-24", "male", True),
+        "l-3": unknown,  # still no profile: stays where it was counted
+    }
+    window = datetime(2015, 11, 11, 9, 4)
+    rows = orders_1m(spark, settings).where(F.col("window_start") == window).collect()
+    counts = {(r["age_bracket"], r["gender"]): r["orders"] for r in rows}
+    assert counts[("18-24", "male")] == 2
+
+
 def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only, tmp_path):
     bootstrap = kafka_only.settings.bootstrap
     uid = 9_300_001

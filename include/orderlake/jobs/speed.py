@@ -3,7 +3,9 @@
 One Structured Streaming query reads both topics. Each micro-batch, in this order:
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
   2. changed profiles        -> speed.users (latest per user by updated_at)
-  3. purchases, de-duplicated by event_id against speed.purchases (same event date)
+  3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
+                                the profile's bucket in speed.purchases
+  4. purchases, de-duplicated by event_id against speed.purchases (same event date)
                              -> speed.purchases (one row per counted purchase, with its bucket)
 The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purchases: counting
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
@@ -123,8 +125,11 @@ class SpeedLayer:
                 with self._step("quarantine"):
                     lake.append(quarantined, self.settings, schemas.SPEED_QUARANTINE.name, txn)
             if stats["profiles"]:
+                latest = parsing.latest_profiles(profiles)
                 with self._step("users"):
-                    self._merge_users(spark, parsing.latest_profiles(profiles), txn)
+                    self._merge_users(spark, latest, txn)
+                with self._step("restate"):
+                    self._restate_late_profiles(spark, latest, batch_id)
             counted = 0
             if stats["purchases"]:
                 counted = self._count_purchases(spark, actions, batch_id, txn)
@@ -201,6 +206,44 @@ class SpeedLayer:
                 .merge(changed.alias("s"), "t.user_id = s.user_id")
                 .whenMatchedUpdateAll(condition=newer)
                 .whenNotMatchedInsertAll()
+                .execute()
+            )
+
+    def _restate_late_profiles(self, spark: SparkSession, latest: DataFrame, batch_id: int) -> None:
+        """Purchases counted under unknown because their user's profile had not arrived yet move
+        to the bucket of the profile that arrived in this batch.
+
+        Profiles and actions are separate topics: nothing orders them, and while catching up
+        a micro-batch (maxOffsetsPerTrigger) takes a share of each, so many purchases are read
+        before their user's profile. Without this the speed layer's figures would keep that
+        skew until the batch layer replaced them.
+        """
+        target = DeltaTable.forPath(spark, self.path(SPEED_PURCHASES_TABLE))
+        # file statistics on profile_found skip every file without a waiting purchase
+        waiting = target.toDF().where(~F.col("profile_found")).select("user_id").distinct()
+        arrived = (
+            spark.read.format("delta")
+            .load(self.path(schemas.SPEED_USERS))
+            .join(latest.select("user_id"), "user_id", "left_semi")
+            .join(waiting, "user_id", "left_semi")
+            .select("user_id", "age_bracket", "gender_label")
+        )
+        if arrived.isEmpty():
+            return
+        # a second commit to speed.purchases in this batch: an app id of its own (Delta keeps
+        # one transaction version per table and app id)
+        with lake.transaction(spark, lake.Txn(f"{self.app_id}:restate", batch_id)):
+            (
+                target.alias("t")
+                .merge(arrived.alias("s"), "t.user_id = s.user_id AND NOT t.profile_found")
+                .whenMatchedUpdate(
+                    set={
+                        "age_bracket": "s.age_bracket",
+                        "gender": "s.gender_label",
+                        "profile_found": "true",
+                        "counted_at": "current_timestamp()",
+                    }
+                )
                 .execute()
             )
 
