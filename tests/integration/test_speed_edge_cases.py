@@ -48,6 +48,13 @@ def orders_of(spark, settings, event_ids: set[str]) -> dict[str, tuple]:
     return {r["event_id"]: (r["age_bracket"], r["gender"], r["profile_found"]) for r in rows}
 
 
+def window_counts(spark, settings, minute: int) -> dict[tuple[str, str], int]:
+    """{(age bracket, gender): orders} of the 1-minute window at 2015-11-11 09:<minute>."""
+    window = datetime(2015, 11, 11, 9, minute)
+    rows = orders_1m(spark, settings).where(F.col("window_start") == window).collect()
+    return {(r["age_bracket"], r["gender"]): r["orders"] for r in rows}
+
+
 def test_malformed_records_are_quarantined_with_their_reason_and_never_counted(
     spark, kafka_only, tmp_path
 ):
@@ -115,9 +122,7 @@ def test_purchases_of_a_user_without_profile_count_as_unknown(spark, kafka_only,
         "u-2": ("unknown", "unknown", False),
         "u-3": ("unknown", "unknown", False),
     }
-    window = datetime(2015, 11, 11, 9, 1)
-    rows = orders_1m(spark, settings).where(F.col("window_start") == window).collect()
-    counts = {(r["age_bracket"], r["gender"]): r["orders"] for r in rows}
+    counts = window_counts(spark, settings, minute=1)
     assert counts[("unknown", "unknown")] >= 2  # other tests' strangers may share the window
 
 
@@ -152,10 +157,7 @@ def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(
         "l-2": ("18-24", "male", True),
         "l-3": unknown,  # still no profile: stays where it was counted
     }
-    window = datetime(2015, 11, 11, 9, 4)
-    rows = orders_1m(spark, settings).where(F.col("window_start") == window).collect()
-    counts = {(r["age_bracket"], r["gender"]): r["orders"] for r in rows}
-    assert counts[("18-24", "male")] == 2
+    assert window_counts(spark, settings, minute=4)[("18-24", "male")] == 2
 
 
 def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only, tmp_path):
