@@ -509,7 +509,7 @@ def _r3(x) -> float:
     return round(float(x), 3)
 
 
-STEP_NAMES = ("parse", "quarantine", "users", "dedupe", "bucket", "purchases")
+STEP_NAMES = ("plan", "parse", "quarantine", "users", "restate", "bucket", "purchases")
 SPARK_PHASES = ("addBatch", "latestOffset", "queryPlanning", "walCommit", "commitOffsets")
 
 

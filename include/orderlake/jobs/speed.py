@@ -108,13 +108,14 @@ class SpeedLayer:
         spark = batch.sparkSession
         txn = lake.Txn(self.app_id, batch_id)
         # read Kafka once and parse once: every write below reuses these cached rows
-        batch = batch.persist()
-        actions = parsing.slim(parsing.parse_actions(batch.where(F.col("topic") == TOPIC_ACTIONS)))
-        profiles = parsing.slim(
-            parsing.parse_profiles(batch.where(F.col("topic") == TOPIC_PROFILES))
-        )
-        actions = actions.persist()
-        profiles = profiles.persist()
+        with self._step("plan"):
+            batch = batch.persist()
+            actions = parsing.slim(
+                parsing.parse_actions(batch.where(F.col("topic") == TOPIC_ACTIONS))
+            ).persist()
+            profiles = parsing.slim(
+                parsing.parse_profiles(batch.where(F.col("topic") == TOPIC_PROFILES))
+            ).persist()
         try:
             with self._step("parse"):
                 stats = self._batch_stats(actions, profiles)
@@ -131,8 +132,9 @@ class SpeedLayer:
                 with self._step("restate"):
                     self._restate_late_profiles(spark, latest, batch_id)
             counted = 0
+            dates = stats.pop("purchase_dates")
             if stats["purchases"]:
-                counted = self._count_purchases(spark, actions, batch_id, txn)
+                counted = self._count_purchases(spark, actions, dates, batch_id, txn)
         finally:
             for cached in (actions, profiles, batch):
                 cached.unpersist()
@@ -153,12 +155,15 @@ class SpeedLayer:
         self.batch_stats[batch_id] = stats
 
     def _batch_stats(self, actions: DataFrame, profiles: DataFrame) -> dict:
+        """Row counts, time ranges and the dates of the batch's purchases, in one Spark job."""
+        buy = F.col("reason").isNull() & (F.col("action_type") == 2)
         row = (
             actions.select(
                 F.lit(1).alias("action"),
                 (F.col("reason").isNotNull()).cast("int").alias("bad"),
-                (F.col("reason").isNull() & (F.col("action_type") == 2)).cast("int").alias("buy"),
+                buy.cast("int").alias("buy"),
                 "event_time",
+                F.when(buy, F.to_date("event_time")).alias("buy_date"),
                 "kafka_timestamp",
             )
             .unionByName(
@@ -167,6 +172,7 @@ class SpeedLayer:
                     (F.col("reason").isNotNull()).cast("int").alias("bad"),
                     F.lit(0).alias("buy"),
                     F.lit(None).cast("timestamp").alias("event_time"),
+                    F.lit(None).cast("date").alias("buy_date"),
                     "kafka_timestamp",
                 )
             )
@@ -178,10 +184,11 @@ class SpeedLayer:
                 F.max("event_time").alias("event_time_max"),
                 F.min("kafka_timestamp").alias("kafka_ts_min"),
                 F.max("kafka_timestamp").alias("kafka_ts_max"),
+                F.collect_set("buy_date").alias("purchase_dates"),
             )
             .first()
         )
-        stats = row.asDict() if row else {}
+        stats = row.asDict() if row else {"purchase_dates": []}
         for key in ("actions", "rows", "quarantined", "purchases"):
             stats[key] = int(stats.get(key) or 0)
         stats["profiles"] = stats["rows"] - stats["actions"]
@@ -248,13 +255,10 @@ class SpeedLayer:
             )
 
     def _count_purchases(
-        self, spark: SparkSession, actions: DataFrame, batch_id: int, txn: lake.Txn
+        self, spark: SparkSession, actions: DataFrame, dates: list, batch_id: int, txn: lake.Txn
     ) -> int:
         purchases = transforms.batch_purchases(actions).persist()
         try:
-            with self._step("dedupe"):
-                dates = purchases.select(F.to_date("event_time")).distinct().collect()
-            dates = [r[0] for r in dates]
             # the de-duplication set: purchases counted by *earlier* batches on the same dates
             # (a re-run of this batch must not treat its own first-run rows as duplicates)
             seen = (
@@ -265,7 +269,8 @@ class SpeedLayer:
             )
             fresh = purchases.join(seen, "event_id", "left_anti")
             users = spark.read.format("delta").load(self.path(schemas.SPEED_USERS))
-            counted = transforms.assign_buckets(fresh, users, batch_id).persist()
+            # one file per micro-batch: fewer files to list and read for the next de-duplication
+            counted = transforms.assign_buckets(fresh, users, batch_id).coalesce(1).persist()
             try:
                 with self._step("bucket"):
                     n = counted.count()
