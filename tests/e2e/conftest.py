@@ -4,13 +4,10 @@ and left running for every e2e test (then `orderlake down`)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from tests.fixtures.stack import Platform, isolated_env, settings_from
-
-MAIN_JOB = [sys.executable, "-m", "orderlake.main_job"]
+from tests.fixtures.stack import MAIN_JOB, Platform, isolated_env, settings_from
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import pytest
 from orderlake import contracts
 from orderlake.stack import airflow, streaming
 from orderlake.stack.supervisor import Supervisor
-from tests.e2e.conftest import MAIN_JOB
 from tests.fixtures.browser import render_page
+from tests.fixtures.stack import MAIN_JOB
 from tests.fixtures.workload import expected_gold, spool_lines
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
