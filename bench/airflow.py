@@ -40,11 +40,15 @@ def at(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def task_times(settings, dag_id: str, run_id: str) -> dict[str, tuple[float, float]]:
+def task_instances(settings, dag_id: str, run_id: str) -> dict[str, dict]:
     found = airflow.api(settings, "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+    return {ti["task_id"]: ti for ti in found["task_instances"]}
+
+
+def task_times(settings, dag_id: str, run_id: str) -> dict[str, tuple[float, float]]:
     return {
-        ti["task_id"]: (at(ti["start_date"]), at(ti["end_date"]))
-        for ti in found["task_instances"]
+        task_id: (at(ti["start_date"]), at(ti["end_date"]))
+        for task_id, ti in task_instances(settings, dag_id, run_id).items()
         if ti["start_date"] and ti["end_date"]
     }
 
@@ -73,11 +77,9 @@ def last_load(settings, after: float) -> tuple[float, float]:
     for run in airflow.dag_runs(settings, "ingest_bronze"):
         if run["state"] not in airflow.FINISHED:
             continue
-        states = airflow.task_states(settings, "ingest_bronze", run["dag_run_id"])
-        if states.get("load_bronze", {}).get("state") == "success":
-            start, end = task_times(settings, "ingest_bronze", run["dag_run_id"])["load_bronze"]
-            if end >= after:
-                loads.append((start, end))
+        load = task_instances(settings, "ingest_bronze", run["dag_run_id"]).get("load_bronze")
+        if load and load["state"] == "success" and at(load["end_date"]) >= after:
+            loads.append((at(load["start_date"]), at(load["end_date"])))
     if not loads:
         raise RuntimeError("no ingest_bronze run loaded the round's records")
     return max(loads, key=lambda load: load[1])
