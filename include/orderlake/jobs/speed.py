@@ -269,14 +269,17 @@ class SpeedLayer:
             )
             fresh = purchases.join(seen, "event_id", "left_anti")
             users = spark.read.format("delta").load(self.path(schemas.SPEED_USERS))
-            # one file per micro-batch: fewer files to list and read for the next de-duplication
-            counted = transforms.assign_buckets(fresh, users, batch_id).coalesce(1).persist()
+            counted = transforms.assign_buckets(fresh, users, batch_id).persist()
             try:
                 with self._step("bucket"):
                     n = counted.count()
                 if n:
+                    # one file per micro-batch, written from the cache (the join above keeps
+                    # both cores): fewer files to list and read for the next de-duplication
                     with self._step("purchases"):
-                        lake.append(counted, self.settings, SPEED_PURCHASES_TABLE.name, txn)
+                        lake.append(
+                            counted.coalesce(1), self.settings, SPEED_PURCHASES_TABLE.name, txn
+                        )
                 return n
             finally:
                 counted.unpersist()
