@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from orderlake import lake, schemas
-from orderlake.contracts import TOPIC_ACTIONS, TOPIC_PROFILES
+from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
 from orderlake.transforms import parsing
@@ -156,7 +156,7 @@ class SpeedLayer:
 
     def _batch_stats(self, actions: DataFrame, profiles: DataFrame) -> dict:
         """Row counts, time ranges and the dates of the batch's purchases, in one Spark job."""
-        buy = F.col("reason").isNull() & (F.col("action_type") == 2)
+        buy = F.col("reason").isNull() & (F.col("action_type") == ACTION_PURCHASE)
         row = (
             actions.select(
                 F.lit(1).alias("action"),

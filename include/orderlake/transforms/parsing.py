@@ -83,6 +83,16 @@ def _project(records: DataFrame, stages: Stages) -> DataFrame:
     return records
 
 
+def _stages(build, now: Column | None, carry: tuple[str, ...]) -> Stages:
+    """A parse's stages: cached for the default reference time, built anew for a given one."""
+    return _default_stages(build, carry) if now is None else build(now, carry)
+
+
+@functools.cache
+def _default_stages(build, carry: tuple[str, ...]) -> Stages:
+    return build(_reference_now(), carry)
+
+
 def _facts(fields: dict[str, str], carry: tuple[str, ...]) -> Stages:
     """Stage 1: decode key and value and extract, per contract field, its JSON type
     (``_t_<f>``: NULL when absent, VOID for null, BIGINT, STRING, ...) and typed value
@@ -234,13 +244,7 @@ def parse_actions(
     """Kafka records of tmall.user_actions -> typed user actions with ``reason``/``detail``.
 
     ``carry`` names extra input columns passed through unchanged (e.g. bronze's load_id)."""
-    stages = _action_stages(carry) if now is None else _build_action_stages(now, carry)
-    return _project(records, stages)
-
-
-@functools.cache
-def _action_stages(carry: tuple[str, ...]) -> Stages:
-    return _build_action_stages(_reference_now(), carry)
+    return _project(records, _stages(_build_action_stages, now, carry))
 
 
 def _build_action_stages(now: Column, carry: tuple[str, ...]) -> Stages:
@@ -274,13 +278,7 @@ def parse_profiles(
     records: DataFrame, now: Column | None = None, carry: tuple[str, ...] = ()
 ) -> DataFrame:
     """Kafka records of tmall.user_profiles -> typed profiles with ``reason``/``detail``."""
-    stages = _profile_stages(carry) if now is None else _build_profile_stages(now, carry)
-    return _project(records, stages)
-
-
-@functools.cache
-def _profile_stages(carry: tuple[str, ...]) -> Stages:
-    return _build_profile_stages(_reference_now(), carry)
+    return _project(records, _stages(_build_profile_stages, now, carry))
 
 
 def _build_profile_stages(now: Column, carry: tuple[str, ...]) -> Stages:
