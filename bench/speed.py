@@ -815,11 +815,18 @@ def plain_consumer(bootstrap: str, ends: dict[str, dict[int, int]]) -> dict:
     }
 
 
-def speed_layer_once(platform: Platform, home: Path) -> dict:
+def speed_layer_once(platform: Platform, home: Path, root: Path = PROJECT_ROOT) -> dict:
     """streaming/speed_layer.py --once into a fresh ORDERLAKE_HOME (no checkpoint, empty lake),
     same broker: the whole backlog from offset 0. Timed from process start, and from its first
-    micro-batch's trigger to its last commit (without the Spark session start)."""
-    env = {**platform.env, "ORDERLAKE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    micro-batch's trigger to its last commit (without the Spark session start).
+
+    ``root``: the checkout whose speed layer runs (bench.speed_ab passes another revision's)."""
+    env = {
+        **platform.env,
+        "ORDERLAKE_HOME": str(home),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(root / "include"), str(root)]),
+    }
     home.mkdir(parents=True)
     progress = ProgressCopy(home / "run" / "speed-progress.json")
     log_path = home / "speed-once.log"
@@ -828,9 +835,9 @@ def speed_layer_once(platform: Platform, home: Path) -> dict:
     with log_path.open("w") as log, ExitStack() as cleanup:
         started = time.time()
         proc = subprocess.Popen(
-            [sys.executable, str(PROJECT_ROOT / "streaming" / "speed_layer.py"), "--once"],
+            [sys.executable, str(root / "streaming" / "speed_layer.py"), "--once"],
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=root,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its JVM and workers: one group, stopped together

@@ -10,8 +10,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from orderlake import contracts, schemas
+from orderlake.jobs import speed
 from orderlake.transforms.parsing import REASONS
-from tests.fixtures.stack import produce
+from tests.fixtures.stack import produce, start_platform
 from tests.integration.test_speed import orders_1m, run_once, settings_for, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -30,12 +31,12 @@ def action(event_id: str, user_id: int, action_type: int = 2, minute: int = 0) -
     }
 
 
-def profile(user_id: int, age_range: int | None, gender: int | None) -> dict:
+def profile(user_id: int, age_range: int | None, gender: int | None, day: int = 1) -> dict:
     return {
         "user_id": user_id,
         "age_range": age_range,
         "gender": gender,
-        "updated_at": "2015-11-01T00:00:00.000Z",
+        "updated_at": f"2015-11-{day:02d}T00:00:00.000Z",
     }
 
 
@@ -126,11 +127,20 @@ def test_purchases_of_a_user_without_profile_count_as_unknown(spark, kafka_only,
     assert counts[("unknown", "unknown")] >= 2  # other tests' strangers may share the window
 
 
-def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(
-    spark, kafka_only, tmp_path
-):
-    bootstrap = kafka_only.settings.bootstrap
-    late, stranger = 9_400_001, 9_400_002
+def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(spark, tmp_path):
+    # a broker of its own: the job skips this step while no purchase waits for a profile, and
+    # the shared broker holds other tests' users who never get one
+    kafka = start_platform(tmp_path / "kafka", only="kafka")
+    try:
+        _late_profiles_move_purchases(spark, kafka, settings_for(kafka, tmp_path))
+    finally:
+        kafka.cli("down", check=False, timeout=300)
+
+
+def _late_profiles_move_purchases(spark, kafka, settings) -> None:
+    bootstrap = kafka.settings.bootstrap
+    late, stranger, later = 9_400_001, 9_400_002, 9_400_003
+    unknown = ("unknown", "unknown", False)
     produce(
         bootstrap,
         contracts.TOPIC_ACTIONS,
@@ -140,24 +150,40 @@ def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(
             action("l-3", stranger, minute=4),
         ],
     )
-    settings = settings_for(kafka_only, tmp_path)
     run_once(spark, settings)
-    unknown = ("unknown", "unknown", False)
     assert orders_of(spark, settings, {"l-1", "l-2", "l-3"}) == {
         "l-1": unknown,
         "l-2": unknown,
         "l-3": unknown,
     }
 
-    produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])  # in a later batch
-    run_once(spark, settings)
+    # the profile arrives in a batch of a restarted query, which finds the waiting purchases
+    # in the table ...
+    query = speed.start(spark, settings)
+    try:
+        produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])
+        query.processAllAvailable()
+        assert orders_of(spark, settings, {"l-1", "l-2", "l-3"}) == {
+            "l-1": ("18-24", "male", True),
+            "l-2": ("18-24", "male", True),
+            "l-3": unknown,  # still no profile: stays where it was counted
+        }
+        assert window_counts(spark, settings, minute=4)[("18-24", "male")] == 2
+        produce(bootstrap, contracts.TOPIC_PROFILES, [profile(stranger, 4, 0)])
+        query.processAllAvailable()
+        assert orders_of(spark, settings, {"l-3"}) == {"l-3": ("30-34", "female", True)}
 
-    assert orders_of(spark, settings, {"l-1", "l-2", "l-3"}) == {
-        "l-1": ("18-24", "male", True),
-        "l-2": ("18-24", "male", True),
-        "l-3": unknown,  # still no profile: stays where it was counted
-    }
-    assert window_counts(spark, settings, minute=4)[("18-24", "male")] == 2
+        # ... or in a later batch of the query that counted the purchase, with nothing else
+        # waiting before it
+        produce(bootstrap, contracts.TOPIC_ACTIONS, [action("l-4", later, minute=4)])
+        query.processAllAvailable()
+        assert orders_of(spark, settings, {"l-4"}) == {"l-4": unknown}
+        produce(bootstrap, contracts.TOPIC_PROFILES, [profile(later, 8, 0)])
+        query.processAllAvailable()
+        assert query.exception() is None
+    finally:
+        query.stop()
+    assert orders_of(spark, settings, {"l-4"}) == {"l-4": (">=50", "female", True)}
 
 
 def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only, tmp_path):
@@ -195,3 +221,34 @@ def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only,
         .collect()
     )
     assert [r["orders"] for r in rows] == [1]
+
+
+def test_a_users_latest_profile_by_updated_at_wins_whatever_the_arrival_order(
+    spark, kafka_only, tmp_path
+):
+    bootstrap = kafka_only.settings.bootstrap
+    uid = 9_500_001
+    settings = settings_for(kafka_only, tmp_path)
+
+    def stored_profile() -> tuple:
+        rows = table(spark, settings, schemas.SPEED_USERS).where(F.col("user_id") == uid).collect()
+        return tuple((r["age_range"], r["gender"], r["updated_at"].day) for r in rows)
+
+    query = speed.start(spark, settings)
+    try:
+        for batch, (age_range, day) in enumerate([(2, 1), (5, 5), (7, 3), (5, 5)]):
+            produce(bootstrap, contracts.TOPIC_PROFILES, [profile(uid, age_range, 1, day)])
+            produce(bootstrap, contracts.TOPIC_ACTIONS, [action(f"p-{batch}", uid, minute=6)])
+            query.processAllAvailable()
+        assert query.exception() is None
+    finally:
+        query.stop()
+
+    # first seen (appended), then a newer profile (merged), an older one and a re-send (ignored)
+    assert stored_profile() == ((5, 1, 5),)
+    assert orders_of(spark, settings, {"p-0", "p-1", "p-2", "p-3"}) == {
+        "p-0": ("18-24", "male", True),
+        "p-1": ("35-39", "male", True),
+        "p-2": ("35-39", "male", True),
+        "p-3": ("35-39", "male", True),
+    }
