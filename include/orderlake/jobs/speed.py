@@ -2,8 +2,8 @@
 
 One Structured Streaming query reads both topics. Each micro-batch, in this order:
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
-  2. profiles                -> speed.users (latest per user by updated_at): new users are
-                                appended, only changed profiles of known users are merged
+  2. profiles                -> speed.users (latest per user by updated_at): appended when
+                                all are new users, merged when known users changed
   3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
@@ -202,13 +202,9 @@ class SpeedLayer:
         return stats
 
     def _upsert_users(self, spark: SparkSession, latest: DataFrame, batch_id: int) -> None:
-        """Store the batch's latest profiles: users seen for the first time are appended (an
-        append commits in about a third of a MERGE's time), changed profiles of known users are
-        merged; re-sent identical profiles cost nothing.
-
-        Two commits to speed.users, each with its own transaction app id, so a re-run batch skips
-        what its first run committed (its appended users then read as known and unchanged).
-        """
+        """Store the batch's latest profiles; re-sent identical profiles cost nothing. When every
+        stored profile is of a user seen for the first time, an append (about a third of a
+        MERGE's time here); when known users changed, one MERGE for all."""
         target = DeltaTable.forPath(spark, self.path(schemas.SPEED_USERS))
         current = target.toDF().select(
             "user_id",
@@ -224,29 +220,27 @@ class SpeedLayer:
         )
         try:
             row = staged.agg(
-                F.count("*").alias("staged"), F.sum(F.col("_known").cast("int")).alias("known")
+                F.count("*").alias("staged"), F.max(F.col("_known")).alias("any_known")
             ).first()
-            changed = int(row["known"] or 0)
-            if row["staged"] > changed:
-                new = staged.where(~F.col("_known")).drop("_known")
-                lake.append(
-                    new, self.settings, schemas.SPEED_USERS.name, lake.Txn(self.app_id, batch_id)
+            if not row["staged"]:
+                return
+            rows = staged.drop("_known")
+            txn = lake.Txn(self.app_id, batch_id)
+            if not row["any_known"]:
+                lake.append(rows, self.settings, schemas.SPEED_USERS.name, txn)
+                return
+            newer = (
+                "s.updated_at > t.updated_at"
+                " OR (s.updated_at = t.updated_at AND s.offset > t.offset)"
+            )
+            with lake.transaction(spark, txn):
+                (
+                    target.alias("t")
+                    .merge(rows.alias("s"), "t.user_id = s.user_id")
+                    .whenMatchedUpdateAll(condition=newer)
+                    .whenNotMatchedInsertAll()
+                    .execute()
                 )
-            if changed:
-                newer = (
-                    "s.updated_at > t.updated_at"
-                    " OR (s.updated_at = t.updated_at AND s.offset > t.offset)"
-                )
-                with lake.transaction(spark, lake.Txn(f"{self.app_id}:users", batch_id)):
-                    (
-                        target.alias("t")
-                        .merge(
-                            staged.where(F.col("_known")).drop("_known").alias("s"),
-                            "t.user_id = s.user_id",
-                        )
-                        .whenMatchedUpdateAll(condition=newer)
-                        .execute()
-                    )
         finally:
             staged.unpersist()
 
