@@ -10,9 +10,12 @@ import pytest
 from tests.fixtures.stack import MAIN_JOB, Platform, isolated_env, settings_from
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def main_job(tmp_path_factory):
-    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000."""
+    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000.
+
+    Package scope: the platform (Airflow's schedules start Spark jobs, the speed layer polls)
+    stops after the last e2e test instead of taking CPU from every later test."""
     env = isolated_env(tmp_path_factory.mktemp("main-job") / "home")
     env["ORDERLAKE_RUN_EVENTS"] = "20000"
     platform = Platform(env, settings_from(env))
