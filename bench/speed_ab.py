@@ -26,18 +26,16 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.batch import produce_lines, spool_files
 from bench.ingest import git, load_average, machine_info
-from bench.speed import STEP_NAMES, code_state, median, speed_layer_once
+from bench.speed import STEP_NAMES, code_state, median, speed_counts, speed_layer_once
 from bench.stack import Platform, running_platform
-from orderlake import contracts, lake
+from orderlake import contracts
 from orderlake.settings import PROJECT_ROOT
 from orderlake.spark import get_spark
-from orderlake.transforms.speed import orders_by_window_sql
 from orderlake.workload.generator import generate_to_spool
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -81,15 +79,6 @@ def produce_backlog(platform: Platform, events: int, spool: Path) -> dict:
     return {"profiles": profiles, "actions": actions, "purchases": manifest["action_types"]["2"]}
 
 
-def lake_counts(spark, platform: Platform, home: Path) -> Counter:
-    """Purchases per (minute, age bracket, gender) in one run's lake."""
-    settings = platform.settings.model_copy(update={"home": home})
-    path = lake.table_path(settings, "speed.purchases")
-    spark.read.format("delta").load(str(path)).createOrReplaceTempView("ab_purchases")
-    rows = spark.sql(orders_by_window_sql("ab_purchases")).collect()
-    return Counter({(r["window_start"], r["age_bracket"], r["gender"]): r["orders"] for r in rows})
-
-
 def summarize(runs: list[dict]) -> dict:
     return {
         **{f: median([r[f] for r in runs]) for f in FIGURES},
@@ -111,12 +100,13 @@ def run(args: argparse.Namespace) -> dict:
             backlog = produce_backlog(platform, args.events, scratch / "spool")
             print(f"backlog: {backlog}", flush=True)
             spark = get_spark(platform.settings, "orderlake-speed-ab")
-            reference: Counter | None = None
+            reference = None
             for round_no in range(args.rounds):
                 for side, root in sides.items():
                     home = scratch / f"{side}-{round_no}"
                     result = speed_layer_once(platform, home, root)
-                    counts = lake_counts(spark, platform, home)
+                    lake_of_run = platform.settings.model_copy(update={"home": home})
+                    counts, _ = speed_counts(spark, lake_of_run)
                     reference = reference if reference is not None else counts
                     if counts != reference:
                         raise RuntimeError(f"{side} round {round_no}: buckets differ from base")

@@ -244,14 +244,17 @@ class SpeedLayer:
         finally:
             staged.unpersist()
 
-    def _count_waiting(self, spark: SparkSession) -> int:
-        # file statistics on profile_found skip every file without a waiting purchase
+    def _waiting_purchases(self, spark: SparkSession) -> DataFrame:
+        """Purchases counted under unknown whose user's profile has not arrived yet; file
+        statistics on profile_found skip every file without one."""
         return (
             spark.read.format("delta")
             .load(self.path(SPEED_PURCHASES_TABLE))
             .where(~F.col("profile_found"))
-            .count()
         )
+
+    def _count_waiting(self, spark: SparkSession) -> int:
+        return self._waiting_purchases(spark).count()
 
     def _restate_late_profiles(self, spark: SparkSession, latest: DataFrame, batch_id: int) -> None:
         """Purchases counted under unknown because their user's profile had not arrived yet move
@@ -263,8 +266,7 @@ class SpeedLayer:
         skew until the batch layer replaced them.
         """
         target = DeltaTable.forPath(spark, self.path(SPEED_PURCHASES_TABLE))
-        # file statistics on profile_found skip every file without a waiting purchase
-        waiting = target.toDF().where(~F.col("profile_found")).select("user_id").distinct()
+        waiting = self._waiting_purchases(spark).select("user_id").distinct()
         arrived = (
             spark.read.format("delta")
             .load(self.path(schemas.SPEED_USERS))
