@@ -190,6 +190,25 @@ def test_batch_purchases_keep_one_row_per_event_id(spark):
     assert rows == {GOOD_ACTION["event_id"]: 0, "other": 3}
 
 
+def test_a_purchase_is_a_duplicate_only_of_a_counted_one_with_its_event_id_and_time(spark):
+    def purchases(*values):
+        return transforms.batch_purchases(parsing.parse_actions(records(spark, list(values))))
+
+    at = "2015-11-11T10:00:01Z"
+    batch = purchases(
+        with_(event_id="redelivered", event_time=at),
+        with_(event_id="same-id-other-time", event_time=at),
+        with_(event_id="new", event_time=at),
+    )
+    counted = purchases(
+        with_(event_id="redelivered", event_time=at),
+        with_(event_id="same-id-other-time", event_time="2015-11-11T10:00:02Z"),
+    )
+    got = transforms.not_counted_before(batch, counted)
+    assert sorted(r["event_id"] for r in got.collect()) == ["new", "same-id-other-time"]
+    assert got.columns == batch.columns
+
+
 def test_purchases_without_profile_count_as_unknown(spark):
     purchases = transforms.batch_purchases(
         parsing.parse_actions(records(spark, [GOOD_ACTION, with_(event_id="b", user_id=99)]))

@@ -7,8 +7,8 @@ One Structured Streaming query reads both topics. Each micro-batch, in this orde
   3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
-  4. purchases, de-duplicated by event_id against speed.purchases (same event date)
-                             -> speed.purchases (one row per counted purchase, with its bucket)
+  4. purchases, de-duplicated by (event_id, event_time) against the purchases counted in the
+     batch's event-time range -> speed.purchases (one row per counted purchase, with its bucket)
 The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purchases: counting
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
 for its counts (a MERGE costs about 2 s here, an append about 0.5 s).
@@ -142,9 +142,9 @@ class SpeedLayer:
                     with self._step("restate"):
                         self._restate_late_profiles(spark, latest, batch_id)
             counted = 0
-            dates = stats.pop("purchase_dates")
+            times = (stats.pop("purchase_time_min", None), stats.pop("purchase_time_max", None))
             if stats["purchases"]:
-                counted = self._count_purchases(spark, actions, dates, batch_id, txn)
+                counted = self._count_purchases(spark, actions, times, batch_id, txn)
         finally:
             for cached in (actions, profiles, batch):
                 cached.unpersist()
@@ -173,7 +173,7 @@ class SpeedLayer:
                 (F.col("reason").isNotNull()).cast("int").alias("bad"),
                 buy.cast("int").alias("buy"),
                 "event_time",
-                F.when(buy, F.to_date("event_time")).alias("buy_date"),
+                F.when(buy, F.col("event_time")).alias("buy_time"),
                 "kafka_timestamp",
             )
             .unionByName(
@@ -182,7 +182,7 @@ class SpeedLayer:
                     (F.col("reason").isNotNull()).cast("int").alias("bad"),
                     F.lit(0).alias("buy"),
                     F.lit(None).cast("timestamp").alias("event_time"),
-                    F.lit(None).cast("date").alias("buy_date"),
+                    F.lit(None).cast("timestamp").alias("buy_time"),
                     "kafka_timestamp",
                 )
             )
@@ -194,11 +194,12 @@ class SpeedLayer:
                 F.max("event_time").alias("event_time_max"),
                 F.min("kafka_timestamp").alias("kafka_ts_min"),
                 F.max("kafka_timestamp").alias("kafka_ts_max"),
-                F.collect_set("buy_date").alias("purchase_dates"),
+                F.min("buy_time").alias("purchase_time_min"),
+                F.max("buy_time").alias("purchase_time_max"),
             )
             .first()
         )
-        stats = row.asDict() if row else {"purchase_dates": []}
+        stats = row.asDict() if row else {}
         for key in ("actions", "rows", "quarantined", "purchases"):
             stats[key] = int(stats.get(key) or 0)
         stats["profiles"] = stats["rows"] - stats["actions"]
@@ -296,18 +297,23 @@ class SpeedLayer:
         self.waiting = self._count_waiting(spark)
 
     def _count_purchases(
-        self, spark: SparkSession, actions: DataFrame, dates: list, batch_id: int, txn: lake.Txn
+        self,
+        spark: SparkSession,
+        actions: DataFrame,
+        times: tuple[datetime, datetime],
+        batch_id: int,
+        txn: lake.Txn,
     ) -> int:
         purchases = transforms.batch_purchases(actions)
-        # the de-duplication set: purchases counted by *earlier* batches on the same dates
-        # (a re-run of this batch must not treat its own first-run rows as duplicates)
-        seen = (
+        # the de-duplication set: purchases counted by *earlier* batches in this batch's
+        # event-time range (file statistics skip the rest; a re-run of this batch must not
+        # treat its own first-run rows as duplicates)
+        earlier = (
             spark.read.format("delta")
             .load(self.path(SPEED_PURCHASES_TABLE))
-            .where(F.col("event_date").isin(dates) & (F.col("batch_id") < batch_id))
-            .select("event_id")
+            .where(F.col("event_time").between(*times) & (F.col("batch_id") < batch_id))
         )
-        fresh = purchases.join(seen, "event_id", "left_anti")
+        fresh = transforms.not_counted_before(purchases, earlier)
         users = spark.read.format("delta").load(self.path(schemas.SPEED_USERS))
         with self._step("bucket"):
             # materialized without its lineage: a Delta write plans its input again, and a

@@ -28,6 +28,18 @@ def batch_purchases(parsed_actions: DataFrame) -> DataFrame:
     )
 
 
+def not_counted_before(purchases: DataFrame, counted: DataFrame) -> DataFrame:
+    """Purchases whose (event_id, event_time) is not among rows counted before (speed.purchases).
+
+    A duplicate as Flume produces it is the same line delivered again, so it carries the same
+    event_time: keying on both lets the caller read only the counted rows of the batch's
+    event-time range, whatever the table's size. Two different records sharing an event_id at
+    different times both count (reconciliation names them speed_duplicate).
+    """
+    keys = ["event_id", "event_time"]
+    return purchases.join(counted.select(*keys), keys, "left_anti").select(*purchases.columns)
+
+
 def assign_buckets(
     purchases: DataFrame, users: DataFrame, batch_id: int, counted_at: Column | None = None
 ) -> DataFrame:
