@@ -226,11 +226,14 @@ def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -
             F.col("event_date").isin(dates)
         )
         # one row per event_id over what silver has and what the range holds
-        merged = silver_t.unique_actions(
-            current.withColumn("reason", F.lit(None).cast("string")).unionByName(
-                replayed.withColumn("reason", F.lit(None).cast("string"))
+        # silver is read and overwritten: materialize first
+        merged = lake.detached(
+            silver_t.unique_actions(
+                current.withColumn("reason", F.lit(None).cast("string")).unionByName(
+                    replayed.withColumn("reason", F.lit(None).cast("string"))
+                )
             )
-        ).localCheckpoint()  # silver is read and overwritten: materialize first
+        )
         lake.overwrite(merged, settings, SILVER_ACTIONS_TABLE.name, f"event_date IN ({in_list})")
         return set(dates)
     finally:

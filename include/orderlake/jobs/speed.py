@@ -51,7 +51,7 @@ SESSION_CONF = {
     "spark.databricks.delta.autoCompact.enabled": "true",
     # micro-batches are small: one shuffle partition per core
     "spark.sql.shuffle.partitions": "2",
-    # each micro-batch materializes its results with localCheckpoint: a JVM GC at least this
+    # each micro-batch materializes its results (lake.detached): a JVM GC at least this
     # often lets Spark's cleaner drop the blocks of finished batches
     "spark.cleaner.periodicGC.interval": "5min",
 }
@@ -219,13 +219,10 @@ class SpeedLayer:
             F.struct("age_range", "gender", "updated_at").alias("_stored"),
         )
         stored = F.struct("age_range", "gender", "updated_at")
-        # materialized without its lineage (as in _count_purchases): the write below would
-        # otherwise plan the read of speed.users again
-        staged = (
+        staged = lake.detached(
             latest.join(current, "user_id", "left")
             .where(~F.col("_stored").eqNullSafe(stored))
             .select(*latest.columns, F.col("_known").isNotNull().alias("_known"))
-            .localCheckpoint()
         )
         row = staged.agg(
             F.count("*").alias("staged"), F.max(F.col("_known")).alias("any_known")
@@ -252,10 +249,8 @@ class SpeedLayer:
     def _waiting_purchases(self, spark: SparkSession) -> DataFrame:
         """Purchases counted under unknown whose user's profile has not arrived yet; file
         statistics on profile_found skip every file without one."""
-        return (
-            spark.read.format("delta")
-            .load(self.path(SPEED_PURCHASES_TABLE))
-            .where(~F.col("profile_found"))
+        return lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
+            ~F.col("profile_found")
         )
 
     def _count_waiting(self, spark: SparkSession) -> int:
@@ -272,9 +267,8 @@ class SpeedLayer:
         """
         target = DeltaTable.forPath(spark, self.path(SPEED_PURCHASES_TABLE))
         waiting = self._waiting_purchases(spark).select("user_id").distinct()
-        arrived = (
-            spark.read.format("delta")
-            .load(self.path(schemas.SPEED_USERS))
+        arrived = lake.detached(
+            lake.read(spark, self.settings, schemas.SPEED_USERS.name)
             .join(latest.select("user_id"), "user_id", "left_semi")
             .join(waiting, "user_id", "left_semi")
             .select("user_id", "age_bracket", "gender_label")
@@ -311,18 +305,13 @@ class SpeedLayer:
         # the de-duplication set: purchases counted by *earlier* batches in this batch's
         # event-time range (file statistics skip the rest; a re-run of this batch must not
         # treat its own first-run rows as duplicates)
-        earlier = (
-            spark.read.format("delta")
-            .load(self.path(SPEED_PURCHASES_TABLE))
-            .where(F.col("event_time").between(*times) & (F.col("batch_id") < batch_id))
+        earlier = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
+            F.col("event_time").between(*times) & (F.col("batch_id") < batch_id)
         )
         fresh = transforms.not_counted_before(purchases, earlier)
-        users = spark.read.format("delta").load(self.path(schemas.SPEED_USERS))
+        users = lake.read(spark, self.settings, schemas.SPEED_USERS.name)
         with self._step("bucket"):
-            # materialized without its lineage: a Delta write plans its input again, and a
-            # plan that still reads speed.purchases and speed.users would list their files
-            # a second time (about 0.7 s of Spark jobs per micro-batch here)
-            counted = transforms.assign_buckets(fresh, users, batch_id).localCheckpoint()
+            counted = lake.detached(transforms.assign_buckets(fresh, users, batch_id))
             row = counted.agg(
                 F.count("*").alias("n"),
                 F.sum((~F.col("profile_found")).cast("int")).alias("unknown"),
