@@ -1275,8 +1275,6 @@ def write_results(result: dict, out: Path) -> tuple[Path, Path]:
 
 # --- the run ------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from orderlake.jobs.speed import MAX_OFFSETS_PER_TRIGGER
-
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the platform is stopped in both cases.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -1327,7 +1325,7 @@ def main(argv: list[str] | None = None) -> int:
             "components_running": components,
             "speed_driver_memory": platform.settings.speed_driver_memory,
             "bench_driver_memory": BENCH_DRIVER_MEMORY,
-            "max_offsets_per_trigger": MAX_OFFSETS_PER_TRIGGER,
+            "max_offsets_per_trigger": platform.settings.speed_max_offsets_per_trigger,
             "actions_partitions": platform.settings.actions_partitions,
             "lag_growth_share": LAG_GROWTH_SHARE,
             "sustained_share": SUSTAINED_SHARE,

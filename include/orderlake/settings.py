@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
+    # Kafka records a speed-layer micro-batch reads at most: bounds its time and the driver's
+    # memory while catching up on a backlog
+    speed_max_offsets_per_trigger: int = Field(default=100_000, ge=1)
     batch_driver_memory: str = "2g"  # a full rebuild de-duplicates every event at once
 
     # Batch layer: a day is final once the data has moved this far past its end

@@ -3,13 +3,14 @@ duplicate sent a minute later. Each test uses its own users and event ids and re
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 
 import pytest
 from pyspark.sql import functions as F
 
-from orderlake import contracts, schemas
+from orderlake import contracts, lake, schemas
 from orderlake.jobs import speed
 from orderlake.transforms.parsing import REASONS
 from tests.fixtures.stack import produce, start_platform
@@ -184,6 +185,46 @@ def _late_profiles_move_purchases(spark, kafka, settings) -> None:
     finally:
         query.stop()
     assert orders_of(spark, settings, {"l-4"}) == {"l-4": (">=50", "female", True)}
+
+
+def test_profiles_in_kafka_when_the_query_starts_are_stored_before_any_purchase_is_counted(
+    spark, tmp_path
+):
+    # A backlog whose purchases come before their user's profile in micro-batch order: batches
+    # of 3 records take a share of each topic in proportion (at least one from each partition),
+    # so the first reads a purchase of `buyer` and two profiles of others; `buyer`'s profile is
+    # the 21st. A broker of its own, so the backlog holds exactly this.
+    kafka = start_platform(tmp_path / "kafka", only="kafka")
+    try:
+        bootstrap = kafka.settings.bootstrap
+        buyer, others = 9_600_001, range(9_600_100, 9_600_120)
+        produce(
+            bootstrap,
+            contracts.TOPIC_ACTIONS,
+            [action(f"b-{i}", buyer, minute=7) for i in range(6)],
+        )
+        produce(
+            bootstrap,
+            contracts.TOPIC_PROFILES,
+            [*(profile(u, 1, 1) for u in others), profile(buyer, 5, 0)],
+        )
+        settings = settings_for(kafka, tmp_path).model_copy(
+            update={"speed_max_offsets_per_trigger": 3}
+        )
+        run_once(spark, settings)
+
+        assert set(orders_of(spark, settings, {f"b-{i}" for i in range(6)}).values()) == {
+            ("35-39", "female", True)
+        }
+        # counted in the buyer's bucket at once: never under unknown, never moved (MERGE)
+        purchases_path = lake.table_path(settings, schemas.SPEED_PURCHASES_TABLE.name)
+        history = spark.sql(f"DESCRIBE HISTORY delta.`{purchases_path}`").collect()
+        assert "MERGE" not in {r["operation"] for r in history}
+        progress = json.loads(speed.progress_path(settings).read_text())
+        assert progress["profiles_preloaded"]["users_stored"] == 21
+        assert len(progress["batches"]) >= 6  # the backlog did take several micro-batches
+    finally:
+        kafka.cli("down", check=False, timeout=300)
 
 
 def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only, tmp_path):
