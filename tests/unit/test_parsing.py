@@ -209,6 +209,38 @@ def test_a_purchase_is_a_duplicate_only_of_a_counted_one_with_its_event_id_and_t
     assert got.columns == batch.columns
 
 
+def test_only_first_and_newer_changed_profiles_are_stored(spark):
+    def latest(*profiles):
+        values = [
+            {
+                "user_id": u,
+                "age_range": a,
+                "gender": 1,
+                "updated_at": f"2015-11-{day:02d}T00:00:00Z",
+            }
+            for u, a, day in profiles
+        ]
+        return parsing.latest_profiles(
+            parsing.parse_profiles(records(spark, values, contracts.TOPIC_PROFILES))
+        )
+
+    stored = latest((1, 3, 5), (2, 4, 5), (5, 4, 5))
+    batch = latest(
+        (1, 7, 3),  # older than the stored profile: left out
+        (2, 4, 5),  # the stored profile sent again: left out
+        (3, 2, 1),  # users seen for the first time
+        (4, 2, 1),
+        (5, 6, 6),  # newer and changed
+    )
+    got = transforms.profiles_to_store(batch, stored)
+    assert {(r["user_id"], r["age_range"], r["_known"]) for r in got.collect()} == {
+        (3, 2, False),
+        (4, 2, False),
+        (5, 6, True),
+    }
+    assert got.columns == [*batch.columns, "_known"]
+
+
 def test_purchases_without_profile_count_as_unknown(spark):
     purchases = transforms.batch_purchases(
         parsing.parse_actions(records(spark, [GOOD_ACTION, with_(event_id="b", user_id=99)]))

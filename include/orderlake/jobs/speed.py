@@ -211,22 +211,12 @@ class SpeedLayer:
         return stats
 
     def upsert_users(self, spark: SparkSession, latest: DataFrame, txn: lake.Txn | None) -> int:
-        """Store the latest profiles where they are newer than the stored ones; re-sent identical
-        profiles cost nothing. When every stored profile is of a user seen for the first time,
+        """Store the latest profiles that are newer than the stored ones (older and re-sent
+        identical profiles cost no write). When every one is of a user seen for the first time,
         an append (about a third of a MERGE's time here); when known users changed, one MERGE
         for all. Returns the number of profiles stored."""
         target = DeltaTable.forPath(spark, self.path(schemas.SPEED_USERS))
-        current = target.toDF().select(
-            "user_id",
-            F.lit(True).alias("_known"),
-            F.struct("age_range", "gender", "updated_at").alias("_stored"),
-        )
-        stored = F.struct("age_range", "gender", "updated_at")
-        staged = lake.detached(
-            latest.join(current, "user_id", "left")
-            .where(~F.col("_stored").eqNullSafe(stored))
-            .select(*latest.columns, F.col("_known").isNotNull().alias("_known"))
-        )
+        staged = lake.detached(transforms.profiles_to_store(latest, target.toDF()))
         row = staged.agg(
             F.count("*").alias("staged"), F.max(F.col("_known")).alias("any_known")
         ).first()
@@ -236,9 +226,9 @@ class SpeedLayer:
         if not row["any_known"]:
             lake.append(rows, self.settings, schemas.SPEED_USERS.name, txn)
             return row["staged"]
-        newer = (
-            "s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.offset > t.offset)"
-        )
+        # as profiles_to_store decided (a re-run batch may find its own first run's rows)
+        position = "struct({0}.updated_at, {0}.partition, {0}.offset)"
+        newer = f"{position.format('s')} > {position.format('t')}"
         with lake.transaction(spark, txn):
             (
                 target.alias("t")

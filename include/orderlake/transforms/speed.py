@@ -40,6 +40,26 @@ def not_counted_before(purchases: DataFrame, counted: DataFrame) -> DataFrame:
     return purchases.join(counted.select(*keys), keys, "left_anti").select(*purchases.columns)
 
 
+def profiles_to_store(latest: DataFrame, stored: DataFrame) -> DataFrame:
+    """The rows of ``latest`` (parsing.latest_profiles) speed.users must take, with ``_known``
+    (the user has a stored profile): a user's first profile, or one newer than the stored one
+    (by updated_at, then Kafka position, as latest_profiles orders them) that changes it.
+
+    An older profile, as a backlog read after preload brings, and an identical one sent again
+    are left out, so they cost no write.
+    """
+    position = F.struct("updated_at", "partition", "offset")
+    content = F.struct("age_range", "gender", "updated_at")
+    current = stored.select("user_id", position.alias("_position"), content.alias("_content"))
+    known = F.col("_position").isNotNull()
+    newer = ~known | ((position > F.col("_position")) & ~content.eqNullSafe(F.col("_content")))
+    return (
+        latest.join(current, "user_id", "left")
+        .where(newer)
+        .select(*latest.columns, known.alias("_known"))
+    )
+
+
 def assign_buckets(
     purchases: DataFrame, users: DataFrame, batch_id: int, counted_at: Column | None = None
 ) -> DataFrame:
