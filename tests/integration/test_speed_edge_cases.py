@@ -223,6 +223,22 @@ def test_profiles_in_kafka_when_the_query_starts_are_stored_before_any_purchase_
         progress = json.loads(speed.progress_path(settings).read_text())
         assert progress["profiles_preloaded"]["users_stored"] == 21
         assert len(progress["batches"]) >= 6  # the backlog did take several micro-batches
+        # micro-batches whose profiles were all preloaded store none again
+        assert not [b for b in progress["batches"] if "users" in b["steps_ms"]]
+
+        # purchases counted under unknown by one run move to their bucket when the next run
+        # preloads the profile that came in between
+        late = 9_600_002
+        produce(
+            bootstrap, contracts.TOPIC_ACTIONS, [action(f"c-{i}", late, minute=8) for i in (1, 2)]
+        )
+        run_once(spark, settings)
+        assert set(orders_of(spark, settings, {"c-1", "c-2"}).values()) == {
+            ("unknown", "unknown", False)
+        }
+        produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])
+        run_once(spark, settings)
+        assert set(orders_of(spark, settings, {"c-1", "c-2"}).values()) == {("18-24", "male", True)}
     finally:
         kafka.cli("down", check=False, timeout=300)
 

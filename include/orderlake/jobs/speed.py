@@ -34,7 +34,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
@@ -103,6 +103,9 @@ class SpeedLayer:
         # a re-run batch may add its rows twice); zero in the steady state, which skips the
         # restate step's Spark jobs in every micro-batch
         self.waiting = self._count_waiting(spark)
+        # {profiles partition: (first, end) offsets} whose records preload_profiles stored in
+        # speed.users already: a micro-batch with no valid profile outside skips the users step
+        self.profiles_preloaded: dict[int, tuple[int, int]] = {}
 
     def path(self, spec: schemas.TableSpec) -> str:
         return str(lake.table_path(self.settings, spec.name))
@@ -139,13 +142,14 @@ class SpeedLayer:
                 )
                 with self._step("quarantine"):
                     lake.append(quarantined, self.settings, schemas.SPEED_QUARANTINE.name, txn)
-            if stats["profiles"]:
+            if stats["profiles_not_stored"]:
                 latest = parsing.latest_profiles(profiles)
                 with self._step("users"):
                     self.upsert_users(spark, latest, txn)
                 if self.waiting:
                     with self._step("restate"):
-                        self._restate_late_profiles(spark, latest, batch_id)
+                        restate_txn = lake.Txn(f"{self.app_id}:restate", batch_id)
+                        self.restate_late_profiles(spark, latest, restate_txn)
             counted = 0
             times = (stats.pop("purchase_time_min", None), stats.pop("purchase_time_max", None))
             if stats["purchases"]:
@@ -179,6 +183,7 @@ class SpeedLayer:
                 buy.cast("int").alias("buy"),
                 "event_time",
                 F.when(buy, F.col("event_time")).alias("buy_time"),
+                F.lit(0).alias("not_stored"),
                 "kafka_timestamp",
             )
             .unionByName(
@@ -188,6 +193,9 @@ class SpeedLayer:
                     F.lit(0).alias("buy"),
                     F.lit(None).cast("timestamp").alias("event_time"),
                     F.lit(None).cast("timestamp").alias("buy_time"),
+                    (F.col("reason").isNull() & self._not_preloaded())
+                    .cast("int")
+                    .alias("not_stored"),
                     "kafka_timestamp",
                 )
             )
@@ -196,6 +204,7 @@ class SpeedLayer:
                 F.count("*").alias("rows"),
                 F.sum("bad").alias("quarantined"),
                 F.sum("buy").alias("purchases"),
+                F.sum("not_stored").alias("profiles_not_stored"),
                 F.max("event_time").alias("event_time_max"),
                 F.min("kafka_timestamp").alias("kafka_ts_min"),
                 F.max("kafka_timestamp").alias("kafka_ts_max"),
@@ -205,10 +214,21 @@ class SpeedLayer:
             .first()
         )
         stats = row.asDict() if row else {}
-        for key in ("actions", "rows", "quarantined", "purchases"):
+        for key in ("actions", "rows", "quarantined", "purchases", "profiles_not_stored"):
             stats[key] = int(stats.get(key) or 0)
         stats["profiles"] = stats["rows"] - stats["actions"]
         return stats
+
+    def _not_preloaded(self) -> Column:
+        """A profile record outside the ranges preload_profiles stored."""
+        preloaded = F.lit(False)
+        for partition, (first, end) in self.profiles_preloaded.items():
+            preloaded = preloaded | (
+                (F.col("partition") == partition)
+                & (F.col("offset") >= first)
+                & (F.col("offset") < end)
+            )
+        return ~preloaded
 
     def upsert_users(self, spark: SparkSession, latest: DataFrame, txn: lake.Txn | None) -> int:
         """Store the latest profiles that are newer than the stored ones (older and re-sent
@@ -249,7 +269,9 @@ class SpeedLayer:
     def _count_waiting(self, spark: SparkSession) -> int:
         return self._waiting_purchases(spark).count()
 
-    def _restate_late_profiles(self, spark: SparkSession, latest: DataFrame, batch_id: int) -> None:
+    def restate_late_profiles(
+        self, spark: SparkSession, latest: DataFrame, txn: lake.Txn | None
+    ) -> None:
         """Purchases counted under unknown because their user's profile had not arrived yet move
         to the bucket of the profile that arrived in this batch.
 
@@ -268,9 +290,9 @@ class SpeedLayer:
         )
         if arrived.isEmpty():
             return
-        # a second commit to speed.purchases in this batch: an app id of its own (Delta keeps
-        # one transaction version per table and app id)
-        with lake.transaction(spark, lake.Txn(f"{self.app_id}:restate", batch_id)):
+        # txn: a second commit to speed.purchases in a micro-batch needs an app id of its own
+        # (Delta keeps one transaction version per table and app id)
+        with lake.transaction(spark, txn):
             (
                 target.alias("t")
                 .merge(arrived.alias("s"), "t.user_id = s.user_id AND NOT t.profile_found")
@@ -421,6 +443,9 @@ def preload_profiles(
     )
     latest = parsing.latest_profiles(parsing.parse_profiles(records))
     stored = layer.upsert_users(spark, latest, txn=None)
+    if layer.waiting:  # purchases counted before a crash or stop may wait for these profiles
+        layer.restate_late_profiles(spark, latest, txn=None)
+    layer.profiles_preloaded = {p: (max(starts[p], 0), end) for p, end in ends.items()}
     return {"users_stored": stored, "seconds": round(time.perf_counter() - started, 3)}
 
 
