@@ -40,9 +40,9 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from orderlake import lake, schemas
 from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
+from orderlake.jobs.batch import kafka_watermarks
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 from orderlake.transforms import parsing
 from orderlake.transforms import speed as transforms
 
@@ -423,13 +423,17 @@ def preload_profiles(
     """
     started = time.perf_counter()
     try:
-        ends = kafka.end_offsets(settings.bootstrap, (TOPIC_PROFILES,)).get(TOPIC_PROFILES, {})
+        marks = kafka_watermarks(settings.bootstrap, (TOPIC_PROFILES,))
     except KafkaException as exc:  # the query reports an unreachable broker in its own way
-        return {"skipped": f"Kafka end offsets not read: {exc}"}
+        return {"skipped": f"Kafka offsets not read: {exc}"}
     done = processed.get(TOPIC_PROFILES, {})
-    # -2: the partition's earliest offset (a partition the query has not read yet)
-    starts = {p: min(int(done.get(str(p), -2)), end) for p, end in ends.items()}
-    if all(end <= max(starts[p], 0) for p, end in ends.items()):
+    # from where the query got to (the earliest offset Kafka still holds for a partition it
+    # has not read), so every offset read exists and failOnDataLoss stays on
+    ends = {p: high for (_, p), (_, high) in marks.items()}
+    starts = {
+        p: min(max(int(done.get(str(p), low)), low), high) for (_, p), (low, high) in marks.items()
+    }
+    if all(ends[p] <= starts[p] for p in ends):
         return {"users_stored": 0, "seconds": round(time.perf_counter() - started, 3)}
     records = (
         spark.read.format("kafka")
@@ -437,15 +441,14 @@ def preload_profiles(
         .option("subscribe", TOPIC_PROFILES)
         .option("startingOffsets", json.dumps({TOPIC_PROFILES: starts}))
         .option("endingOffsets", json.dumps({TOPIC_PROFILES: ends}))
-        # records deleted by retention are the query's concern (it fails on them), not this one's
-        .option("failOnDataLoss", "false")
+        .option("failOnDataLoss", "true")
         .load()
     )
     latest = parsing.latest_profiles(parsing.parse_profiles(records))
     stored = layer.upsert_users(spark, latest, txn=None)
     if layer.waiting:  # purchases counted before a crash or stop may wait for these profiles
         layer.restate_late_profiles(spark, latest, txn=None)
-    layer.profiles_preloaded = {p: (max(starts[p], 0), end) for p, end in ends.items()}
+    layer.profiles_preloaded = {p: (starts[p], ends[p]) for p in ends}
     return {"users_stored": stored, "seconds": round(time.perf_counter() - started, 3)}
 
 
