@@ -18,7 +18,6 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-from confluent_kafka import Consumer, TopicPartition
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -34,6 +33,7 @@ from orderlake.schemas import (
     SILVER_USERS,
 )
 from orderlake.settings import Settings
+from orderlake.stack import kafka
 from orderlake.transforms import bronze as bronze_t
 from orderlake.transforms import gold as gold_t
 from orderlake.transforms import parsing
@@ -49,25 +49,6 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
 
 
 # --- bronze -------------------------------------------------------------------------------------
-def kafka_watermarks(bootstrap: str, topics=contracts.ALL_TOPICS) -> dict[tuple[str, int], tuple]:
-    """{(topic, partition): (earliest offset, end offset)} as Kafka holds them now."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "orderlake-batch", "enable.auto.commit": 0}
-    )
-    try:
-        md = consumer.list_topics(timeout=10)
-        marks = {}
-        for topic in topics:
-            if topic not in md.topics:
-                continue
-            for partition in md.topics[topic].partitions:
-                tp = TopicPartition(topic, partition)
-                marks[(topic, partition)] = consumer.get_watermark_offsets(tp, timeout=10)
-        return marks
-    finally:
-        consumer.close()
-
-
 def bronze_positions(spark: SparkSession, settings: Settings) -> dict[tuple[str, int], int]:
     """{(topic, partition): next offset to load} from what bronze holds (its own commit log)."""
     rows = (
@@ -134,7 +115,7 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
     """Append every Kafka record bronze does not hold yet. Returns a summary."""
     started = time.time()
     positions = bronze_positions(spark, settings)
-    plan = plan_bronze_load(positions, kafka_watermarks(settings.bootstrap))
+    plan = plan_bronze_load(positions, kafka.watermarks(settings.bootstrap))
     if not plan:
         return {"layer": "bronze", "records": 0, "seconds": round(time.time() - started, 2)}
     # the load id grows with every load: the sum over all partitions of the next offset after it

@@ -46,6 +46,7 @@ from orderlake.schemas import (
     SPEED_PURCHASES_TABLE,
 )
 from orderlake.settings import Settings
+from orderlake.stack import kafka
 
 SAMPLE = 20  # at most this many offsets / event ids named per finding
 COMPARED_TABLES = (
@@ -118,13 +119,13 @@ def offset_ranges(offsets: list[int]) -> list[str]:
 def partition_finding(
     topic: str,
     partition: int,
-    kafka: tuple[int, int],
+    held: tuple[int, int],
     bronze: tuple[int, int, int, int] | None,
     gaps: list[tuple[int, int]],
 ) -> Finding:
-    """Kafka (low, high) vs bronze (rows, distinct offsets, min, max) and its internal gaps
+    """Kafka's held (low, high) vs bronze (rows, distinct offsets, min, max) and its internal gaps
     [(first missing, last missing)] -> the kafka_vs_bronze finding of one partition."""
-    low, high = kafka
+    low, high = held
     if bronze is None:
         rows = distinct = 0
         base, loaded_through = low, low
@@ -234,7 +235,7 @@ def bucket_findings(
 
 # --- the checks over the lake -------------------------------------------------------------------
 def check_kafka_vs_bronze(spark: SparkSession, settings: Settings) -> list[Finding]:
-    marks = batch.kafka_watermarks(settings.bootstrap)
+    marks = kafka.watermarks(settings.bootstrap)
     bronze = lake.read(spark, settings, BRONZE_TABLE.name).select("topic", "partition", "offset")
     stats = {
         (r["topic"], r["partition"]): (r["rows"], r["distinct"], r["first"], r["last"])

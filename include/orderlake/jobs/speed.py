@@ -40,9 +40,9 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from orderlake import lake, schemas
 from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
-from orderlake.jobs.batch import kafka_watermarks
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
+from orderlake.stack import kafka
 from orderlake.transforms import parsing
 from orderlake.transforms import speed as transforms
 
@@ -423,7 +423,7 @@ def preload_profiles(
     """
     started = time.perf_counter()
     try:
-        marks = kafka_watermarks(settings.bootstrap, (TOPIC_PROFILES,))
+        marks = kafka.watermarks(settings.bootstrap, (TOPIC_PROFILES,))
     except KafkaException as exc:  # the query reports an unreachable broker in its own way
         return {"skipped": f"Kafka offsets not read: {exc}"}
     done = processed.get(TOPIC_PROFILES, {})

@@ -190,27 +190,37 @@ def ensure_topics(settings: Settings) -> list[str]:
     return [t.topic for t in missing]
 
 
-def end_offsets(bootstrap: str, topics: tuple[str, ...] = contracts.ALL_TOPICS) -> dict:
-    """{topic: {partition: end offset}} for the given topics (missing topics are skipped)."""
+def watermarks(
+    bootstrap: str, topics: tuple[str, ...] = contracts.ALL_TOPICS, timeout: float = 10
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """{(topic, partition): (earliest offset held, end offset)} as Kafka holds them now
+    (missing topics are skipped). Status, the batch load, reconciliation and the speed
+    layer's profile preload all read offsets through this one consumer."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": "orderlake-status",
+            "group.id": "orderlake-offsets",
             "enable.auto.commit": False,
         }
     )
     try:
-        md = consumer.list_topics(timeout=5)
-        result: dict[str, dict[int, int]] = {}
+        md = consumer.list_topics(timeout=timeout)
+        marks: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
             if topic not in md.topics:
                 continue
-            result[topic] = {}
             for partition in sorted(md.topics[topic].partitions):
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=5
-                )
-                result[topic][partition] = high
-        return result
+                tp = TopicPartition(topic, partition)
+                marks[(topic, partition)] = consumer.get_watermark_offsets(tp, timeout=timeout)
+        return marks
     finally:
         consumer.close()
+
+
+def end_offsets(bootstrap: str, topics: tuple[str, ...] = contracts.ALL_TOPICS) -> dict:
+    """{topic: {partition: end offset}} for the given topics (missing topics are skipped);
+    a short timeout: `orderlake status` reads it and must answer quickly when Kafka is down."""
+    result: dict[str, dict[int, int]] = {}
+    for (topic, partition), (_, high) in watermarks(bootstrap, topics, timeout=5).items():
+        result.setdefault(topic, {})[partition] = high
+    return result
