@@ -53,10 +53,6 @@ SESSION_CONF = {
     "spark.databricks.delta.autoCompact.enabled": "true",
     # micro-batches are small: one shuffle partition per core
     "spark.sql.shuffle.partitions": "2",
-    # adaptive execution re-plans each query stage: for micro-batches of this size that is 16
-    # Spark jobs per batch instead of 9 (cached inputs become jobs of their own), ~0.5 s of a
-    # 4 s batch, and nothing to gain from coalescing 2 shuffle partitions
-    "spark.sql.adaptive.enabled": "false",
     # each micro-batch materializes its results (lake.detached): a JVM GC at least this
     # often lets Spark's cleaner drop the blocks of finished batches
     "spark.cleaner.periodicGC.interval": "5min",
