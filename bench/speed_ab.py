@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--base", default="HEAD", help="git revision to compare against (B = work)")
     p.add_argument("--events", type=int, default=400_000, help="generated user actions")
     p.add_argument("--rounds", type=int, default=2, help="base/work pairs")
+    p.add_argument(
+        "--max-offsets",
+        type=int,
+        help="records per micro-batch (ORDERLAKE_SPEED_MAX_OFFSETS_PER_TRIGGER; default: the"
+        " setting's): 10000 gives batches of the size a live stream of 5-10k events/s brings",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     return p.parse_args(argv)
 
@@ -97,6 +103,8 @@ def run(args: argparse.Namespace) -> dict:
     load_before = load_average()
     try:
         with running_platform(only="kafka") as platform:
+            if args.max_offsets:
+                platform.env["ORDERLAKE_SPEED_MAX_OFFSETS_PER_TRIGGER"] = str(args.max_offsets)
             backlog = produce_backlog(platform, args.events, scratch / "spool")
             print(f"backlog: {backlog}", flush=True)
             spark = get_spark(platform.settings, "orderlake-speed-ab")
@@ -134,6 +142,7 @@ def run(args: argparse.Namespace) -> dict:
         "base": {"revision": args.base, "commit": git("rev-parse", args.base)},
         "work": {"commit": git("rev-parse", "HEAD"), "uncommitted": code_state()},
         "events": args.events,
+        "max_offsets_per_trigger": args.max_offsets,
         "backlog": backlog,
         "runs": runs,
         "summary": summary,
@@ -147,10 +156,13 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(doc: dict) -> str:
     s, ratio = doc["summary"], doc["work_over_base"]
+    sized = doc.get("max_offsets_per_trigger")
     lines = [
         f"Speed-layer A/B, `speed_layer.py --once` over one backlog of"
         f" {sum(doc['backlog'][t] for t in ('profiles', 'actions')):,} records"
-        f" ({doc['backlog']['purchases']:,} purchases); {doc['at']};"
+        f" ({doc['backlog']['purchases']:,} purchases)"
+        f"{f', micro-batches of {sized:,} records' if sized else ''};"
+        f" {doc['at']};"
         f" base {doc['base']['revision']} = {doc['base']['commit'][:7]},"
         f" work = {doc['work']['commit'][:7]} (uncommitted include/streaming:"
         f" {doc['work']['uncommitted']}); {len(doc['runs']['base'])} interleaved runs per side;"
