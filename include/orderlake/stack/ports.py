@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 from orderlake.errors import OrderlakeError
 
@@ -28,8 +30,31 @@ def require_free(ports: dict[str, tuple[int, str]]) -> None:
             )
 
 
+# ports handed out by free_port in this process: several are picked before any is bound
+_handed_out: set[int] = set()
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The range the OS takes local ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A port the OS considers free right now (tests and benchmarks pick ports this way)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free right now, for tests and benchmarks, outside the ephemeral range.
+
+    A port from bind(0) lies inside that range, where any outgoing connection (Kafka clients,
+    Spark, Airflow) may take it as its local port before the service binds it; that happened
+    once to Flume's Avro source ("Address already in use") in a full test run.
+    """
+    low, high = ephemeral_range()
+    # below the range as Linux sets it by default; above it if it was moved down
+    span = (15000, low) if low > 16000 else (high + 1, 65536)
+    while True:
+        port = random.randrange(*span)
+        if port not in _handed_out and not in_use(port):
+            _handed_out.add(port)
+            return port
