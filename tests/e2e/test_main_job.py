@@ -57,6 +57,9 @@ def test_the_main_job_prints_both_layers_figures_equal_to_an_independent_count(m
         assert line in done.stdout
     # the samples' purchases by users without a profile are counted under unknown, and said
     assert "purchases by users without a profile" in done.stdout
+    # the user's terminal shows the job's own lines only: no librdkafka connection chatter
+    # while the broker starts, no Python traceback
+    assert "rdkafka" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
 def test_a_second_make_run_says_the_platform_is_running(main_job):

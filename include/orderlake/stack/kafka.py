@@ -121,15 +121,21 @@ def command(settings: Settings, config: Path) -> list[str]:
     ]
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+def admin(bootstrap: str, log_level: int = 3) -> AdminClient:
+    """An admin client; librdkafka's own stderr lines only from ``log_level`` (syslog levels;
+    3 = errors: no info lines such as "Purging 1 unserved events" on a user's terminal)."""
+    return AdminClient(
+        {"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": log_level}
+    )
 
 
 def wait_ready(bootstrap: str, timeout: float = 60.0) -> None:
     """Block until the broker answers a metadata request with a controller, or raise."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    client = admin(bootstrap)
+    # refused connections are expected while the broker starts: not printed, and the last
+    # one is in the error if it never answers
+    client = admin(bootstrap, log_level=2)
     while time.monotonic() < deadline:
         try:
             md = client.list_topics(timeout=2)
