@@ -1,10 +1,12 @@
-"""Speed-layer edge cases on a real broker: malformed records, users without a profile, and a
-duplicate sent a minute later. Each test uses its own users and event ids and reads only them."""
+"""Speed-layer edge cases on a real broker: malformed records, users without a profile, and
+duplicates (sent a minute later; older than the keys kept in memory). Each test uses its own
+users and event ids and reads only them."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from datetime import datetime
 
 import pytest
@@ -309,3 +311,48 @@ def test_a_users_latest_profile_by_updated_at_wins_whatever_the_arrival_order(
         "p-2": ("35-39", "male", True),
         "p-3": ("35-39", "male", True),
     }
+
+
+def test_a_duplicate_older_than_the_keys_kept_in_memory_is_found_in_the_table(
+    spark, kafka_only, tmp_path
+):
+    bootstrap = kafka_only.settings.bootstrap
+    uid = 9_700_001
+    # memory keeps at most 4 counted keys: six purchases make it keep the newer ones only
+    settings = settings_for(kafka_only, tmp_path).model_copy(update={"speed_counted_keys": 4})
+
+    def purchase(event_id: str, minute: int) -> dict:  # a day after every other test's events
+        return {**action(event_id, uid), "event_time": f"2015-11-12T09:{minute:02d}:30.000Z"}
+
+    produce(bootstrap, contracts.TOPIC_PROFILES, [profile(uid, 4, 1)])
+    query = speed.start(spark, settings)
+    try:
+        produce(bootstrap, contracts.TOPIC_ACTIONS, [purchase(f"k-{m}", m) for m in range(6)])
+        query.processAllAvailable()
+        # a duplicate of the newest purchase (in memory), then one of the oldest (trimmed from
+        # memory: the micro-batch reads speed.purchases), each beside a new purchase
+        produce(bootstrap, contracts.TOPIC_ACTIONS, [purchase("k-5", 5), purchase("k-new-1", 5)])
+        query.processAllAvailable()
+        produce(bootstrap, contracts.TOPIC_ACTIONS, [purchase("k-0", 0), purchase("k-new-2", 0)])
+        query.processAllAvailable()
+        assert query.exception() is None
+    finally:
+        query.stop()
+
+    ids = {f"k-{m}" for m in range(6)} | {"k-new-1", "k-new-2"}
+    rows = table(spark, settings, schemas.SPEED_PURCHASES_TABLE).where(F.col("event_id").isin(ids))
+    counted = rows.collect()
+    assert Counter(r["event_id"] for r in counted) == dict.fromkeys(ids, 1)
+
+    # where each micro-batch looked up the counted keys (its entry in the progress file, which
+    # the listener writes asynchronously)
+    batch_of = {r["event_id"]: r["batch_id"] for r in counted}
+    wanted = {batch_of["k-new-1"]: "memory", batch_of["k-new-2"]: "table"}
+    deadline = time.monotonic() + 30
+    while True:
+        batches = json.loads(speed.progress_path(settings).read_text())["batches"]
+        reads = {b["batch_id"]: b.get("dedup_read") for b in batches if b["batch_id"] in wanted}
+        if len(reads) == len(wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert reads == wanted

@@ -10,7 +10,9 @@ then find their users' profiles). Each micro-batch, in this order:
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
   4. purchases, de-duplicated by (event_id, event_time) against the purchases counted in the
-     batch's event-time range -> speed.purchases (one row per counted purchase, with its bucket)
+     batch's event-time range -> speed.purchases (one row per counted purchase, with its bucket);
+     the keys of recently counted purchases stay in memory (CountedKeys), so a micro-batch reads
+     speed.purchases for this only when it holds purchases older than what memory covers
 The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purchases: counting
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
 for its counts (a MERGE costs about 2 s here, an append about 0.5 s).
@@ -89,6 +91,70 @@ def app_id(checkpoint: Path) -> str:
     return marker.read_text().strip()
 
 
+class CountedKeys:
+    """(event_id, event_time, batch_id) of the purchases in speed.purchases, in executor memory:
+    a micro-batch de-duplicates against them instead of reading the Delta table, which costs
+    three Spark jobs (Delta reconstructing the new version's file list and skipping files) and
+    about 0.9 s of a 4 s micro-batch.
+
+    Complete for event times at or after ``since`` (None: for all): loaded from the table when
+    the query starts, extended by each micro-batch's counted rows once they are committed, and,
+    past ``limit`` rows, trimmed to the newer half by event time. The speed layer is the only
+    writer of speed.purchases, and nothing changes a counted row's key, so the keys cannot go
+    stale. A micro-batch with purchases older than ``since`` reads the table as before.
+    """
+
+    COLUMNS = ("event_id", "event_time", "batch_id")
+    CONSOLIDATE_EVERY = 10  # micro-batches: fewer, larger pieces for the anti-join to scan
+
+    def __init__(self, table: DataFrame, limit: int):
+        self.limit = limit
+        self.since: datetime | None = None
+        keys = table.select(*self.COLUMNS)
+        rows = keys.count()  # Delta answers this from file statistics
+        if rows > limit:
+            self.since = self._cutoff(keys, rows)
+            keys = keys.where(F.col("event_time") >= self.since)
+        self._rebuild(keys)
+
+    def covers(self, earliest: datetime) -> bool:
+        return self.since is None or earliest >= self.since
+
+    def counted_before(self, times: tuple[datetime, datetime], batch_id: int) -> DataFrame:
+        """Keys in the event-time range counted by earlier micro-batches (as the table read)."""
+        return self._all().where(
+            F.col("event_time").between(*times) & (F.col("batch_id") < batch_id)
+        )
+
+    def add(self, counted: DataFrame, rows: int) -> None:
+        """Take in a committed micro-batch's rows (``counted`` is detached: no recomputation)."""
+        self.pieces.append(counted.select(*self.COLUMNS).coalesce(1))
+        self.rows += rows
+        if len(self.pieces) >= self.CONSOLIDATE_EVERY or self.rows > self.limit:
+            keys = self._all()
+            if self.rows > self.limit:
+                cutoff = self._cutoff(keys, self.rows)
+                self.since = cutoff if self.since is None else max(self.since, cutoff)
+                keys = keys.where(F.col("event_time") >= self.since)
+            self._rebuild(keys)
+
+    def _rebuild(self, keys: DataFrame) -> None:
+        self.base = lake.detached(keys)
+        self.pieces: list[DataFrame] = []
+        self.rows = self.base.count()
+
+    def _all(self) -> DataFrame:
+        keys = self.base
+        for piece in self.pieces:
+            keys = keys.unionByName(piece)
+        return keys
+
+    def _cutoff(self, keys: DataFrame, rows: int) -> datetime:
+        """The event time above which about half the limit's rows lie."""
+        share = min(1.0, self.limit / 2 / rows)
+        return keys.select(F.percentile_approx("event_time", 1 - share)).first()[0]
+
+
 class SpeedLayer:
     """Writes one micro-batch into the speed tables; keeps per-batch statistics."""
 
@@ -106,6 +172,9 @@ class SpeedLayer:
         # {profiles partition: (first, end) offsets} whose records preload_profiles stored in
         # speed.users already: a micro-batch with no valid profile outside skips the users step
         self.profiles_preloaded: dict[int, tuple[int, int]] = {}
+        self.counted_keys = CountedKeys(
+            lake.read(spark, settings, SPEED_PURCHASES_TABLE.name), settings.speed_counted_keys
+        )
 
     def path(self, spec: schemas.TableSpec) -> str:
         return str(lake.table_path(self.settings, spec.name))
@@ -150,10 +219,10 @@ class SpeedLayer:
                     with self._step("restate"):
                         restate_txn = lake.Txn(f"{self.app_id}:restate", batch_id)
                         self.restate_late_profiles(spark, latest, restate_txn)
-            counted = 0
+            counted, dedup_read = 0, None
             times = (stats.pop("purchase_time_min", None), stats.pop("purchase_time_max", None))
             if stats["purchases"]:
-                counted = self._count_purchases(spark, actions, times, batch_id, txn)
+                counted, dedup_read = self._count_purchases(spark, actions, times, batch_id, txn)
         finally:
             for cached in (actions, profiles, batch):
                 cached.unpersist()
@@ -161,6 +230,7 @@ class SpeedLayer:
         stats.update(
             batch_id=batch_id,
             purchases_counted=counted,
+            dedup_read=dedup_read,
             write_seconds=round(committed - started, 3),
             committed_at=_iso(committed),
             steps_ms=self._steps,
@@ -315,14 +385,21 @@ class SpeedLayer:
         times: tuple[datetime, datetime],
         batch_id: int,
         txn: lake.Txn,
-    ) -> int:
+    ) -> tuple[int, str]:
+        """Counts the batch's new purchases; returns (rows counted, where de-duplication read
+        the counted keys: "memory" or "table")."""
         purchases = transforms.batch_purchases(actions)
         # the de-duplication set: purchases counted by *earlier* batches in this batch's
-        # event-time range (file statistics skip the rest; a re-run of this batch must not
-        # treat its own first-run rows as duplicates)
-        earlier = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
-            F.col("event_time").between(*times) & (F.col("batch_id") < batch_id)
-        )
+        # event-time range (a re-run of this batch must not treat its own first-run rows as
+        # duplicates); from memory when it covers the range, else from the table (file
+        # statistics skip the files outside the range)
+        if self.counted_keys.covers(times[0]):
+            source, earlier = "memory", self.counted_keys.counted_before(times, batch_id)
+        else:
+            source = "table"
+            earlier = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
+                F.col("event_time").between(*times) & (F.col("batch_id") < batch_id)
+            )
         fresh = transforms.not_counted_before(purchases, earlier)
         users = lake.read(spark, self.settings, schemas.SPEED_USERS.name)
         with self._step("bucket"):
@@ -338,7 +415,8 @@ class SpeedLayer:
             # de-duplication
             with self._step("purchases"):
                 lake.append(counted.coalesce(1), self.settings, SPEED_PURCHASES_TABLE.name, txn)
-        return n
+            self.counted_keys.add(counted, n)
+        return n, source
 
 
 class ProgressWriter(StreamingQueryListener):
