@@ -356,3 +356,42 @@ def test_a_duplicate_older_than_the_keys_kept_in_memory_is_found_in_the_table(
             break
         time.sleep(0.5)
     assert reads == wanted
+
+
+def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_only, tmp_path):
+    # what a restart after a crash between the tables' commits and the offsets' commit does:
+    # the same micro-batch (same records, same id) once more, in the same and in a new process
+    bootstrap = kafka_only.settings.bootstrap
+    uid = 9_800_001
+    produce(bootstrap, contracts.TOPIC_PROFILES, [profile(uid, 3, 0)])
+    produce(
+        bootstrap,
+        contracts.TOPIC_ACTIONS,
+        [action("r-1", uid, minute=9), action("r-2", uid, minute=9), "not json"],
+    )
+    settings = settings_for(kafka_only, tmp_path)
+    records = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", f"{contracts.TOPIC_ACTIONS},{contracts.TOPIC_PROFILES}")
+        .load()
+        .localCheckpoint()  # the micro-batch's rows, fixed
+    )
+    app = speed.app_id(tmp_path / "checkpoint")
+
+    def contents() -> dict[str, list[tuple]]:
+        return {
+            spec.name: sorted(map(tuple, table(spark, settings, spec).collect()), key=repr)
+            for spec in schemas.SPEED_TABLES
+        }
+
+    layer = speed.SpeedLayer(spark, settings, app)
+    layer.process_batch(records, 7)
+    first = contents()
+    assert set(orders_of(spark, settings, {"r-1", "r-2"}).values()) == {("25-29", "female", True)}
+    quarantined = table(spark, settings, schemas.SPEED_QUARANTINE)
+    assert quarantined.where(F.col("value_text") == "not json").count() == 1
+    layer.process_batch(records, 7)
+    assert contents() == first
+    speed.SpeedLayer(spark, settings, app).process_batch(records, 7)  # a restarted process
+    assert contents() == first

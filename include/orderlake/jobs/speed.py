@@ -17,10 +17,13 @@ The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purc
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
 for its counts (a MERGE costs about 2 s here, an append about 0.5 s).
 
-Exactly once: Kafka offsets are checkpointed; every write carries a Delta transaction id
-(checkpoint's app id, batch id), so a micro-batch re-run after a crash commits each table at
-most once; de-duplication ignores rows the re-run batch itself already wrote. Late events count
-in their window whatever its age: nothing is dropped by a watermark.
+Exactly once: Kafka offsets are checkpointed; the writes to speed.quarantine and speed.users
+carry a Delta transaction id (checkpoint's app id, batch id), so a micro-batch re-run after a
+crash commits each at most once. speed.purchases needs none: a re-run finds its own purchases
+among the counted ones and appends nothing. (A transaction id would make Delta reconstruct the
+table's state before every append to look it up: 0.8 s of a 10,000-record micro-batch once the
+de-duplication keys are in memory.) Late events count in their window whatever its age:
+nothing is dropped by a watermark.
 """
 
 from __future__ import annotations
@@ -92,10 +95,10 @@ def app_id(checkpoint: Path) -> str:
 
 
 class CountedKeys:
-    """(event_id, event_time, batch_id) of the purchases in speed.purchases, in executor memory:
-    a micro-batch de-duplicates against them instead of reading the Delta table, which costs
-    three Spark jobs (Delta reconstructing the new version's file list and skipping files) and
-    about 0.9 s of a 4 s micro-batch.
+    """(event_id, event_time) of the purchases in speed.purchases, in executor memory: a
+    micro-batch de-duplicates against them instead of reading the Delta table, which makes Delta
+    reconstruct the new version's state and skip files (three Spark jobs, about 0.8 s of a
+    3.7 s micro-batch of 10,000 records; bench/results/speed-ab-counted-keys-no-txn-10k.md).
 
     Complete for event times at or after ``since`` (None: for all): loaded from the table when
     the query starts, extended by each micro-batch's counted rows once they are committed, and,
@@ -104,7 +107,7 @@ class CountedKeys:
     stale. A micro-batch with purchases older than ``since`` reads the table as before.
     """
 
-    COLUMNS = ("event_id", "event_time", "batch_id")
+    COLUMNS = ("event_id", "event_time")
     CONSOLIDATE_EVERY = 10  # micro-batches: fewer, larger pieces for the anti-join to scan
 
     def __init__(self, table: DataFrame, limit: int):
@@ -120,11 +123,9 @@ class CountedKeys:
     def covers(self, earliest: datetime) -> bool:
         return self.since is None or earliest >= self.since
 
-    def counted_before(self, times: tuple[datetime, datetime], batch_id: int) -> DataFrame:
-        """Keys in the event-time range counted by earlier micro-batches (as the table read)."""
-        return self._all().where(
-            F.col("event_time").between(*times) & (F.col("batch_id") < batch_id)
-        )
+    def in_range(self, times: tuple[datetime, datetime]) -> DataFrame:
+        """Keys of the purchases counted in an event-time range (as the table read)."""
+        return self._all().where(F.col("event_time").between(*times))
 
     def add(self, counted: DataFrame, rows: int) -> None:
         """Take in a committed micro-batch's rows (``counted`` is detached: no recomputation)."""
@@ -222,7 +223,7 @@ class SpeedLayer:
             counted, dedup_read = 0, None
             times = (stats.pop("purchase_time_min", None), stats.pop("purchase_time_max", None))
             if stats["purchases"]:
-                counted, dedup_read = self._count_purchases(spark, actions, times, batch_id, txn)
+                counted, dedup_read = self._count_purchases(spark, actions, times, batch_id)
         finally:
             for cached in (actions, profiles, batch):
                 cached.unpersist()
@@ -360,8 +361,8 @@ class SpeedLayer:
         )
         if arrived.isEmpty():
             return
-        # txn: a second commit to speed.purchases in a micro-batch needs an app id of its own
-        # (Delta keeps one transaction version per table and app id)
+        # txn: an app id of its own, as Delta keeps one transaction version per table and app id
+        # (so the purchases append could carry the batch's without a clash)
         with lake.transaction(spark, txn):
             (
                 target.alias("t")
@@ -384,23 +385,22 @@ class SpeedLayer:
         actions: DataFrame,
         times: tuple[datetime, datetime],
         batch_id: int,
-        txn: lake.Txn,
     ) -> tuple[int, str]:
         """Counts the batch's new purchases; returns (rows counted, where de-duplication read
         the counted keys: "memory" or "table")."""
         purchases = transforms.batch_purchases(actions)
-        # the de-duplication set: purchases counted by *earlier* batches in this batch's
-        # event-time range (a re-run of this batch must not treat its own first-run rows as
-        # duplicates); from memory when it covers the range, else from the table (file
-        # statistics skip the files outside the range)
+        # the de-duplication set: the purchases counted in this batch's event-time range, by
+        # any batch (a re-run of this batch finds its own and counts nothing again); from
+        # memory when it covers the range, else from the table (file statistics skip the files
+        # outside the range)
         if self.counted_keys.covers(times[0]):
-            source, earlier = "memory", self.counted_keys.counted_before(times, batch_id)
+            source, counted_keys = "memory", self.counted_keys.in_range(times)
         else:
             source = "table"
-            earlier = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
-                F.col("event_time").between(*times) & (F.col("batch_id") < batch_id)
+            counted_keys = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
+                F.col("event_time").between(*times)
             )
-        fresh = transforms.not_counted_before(purchases, earlier)
+        fresh = transforms.not_counted_before(purchases, counted_keys)
         users = lake.read(spark, self.settings, schemas.SPEED_USERS.name)
         with self._step("bucket"):
             counted = lake.detached(transforms.assign_buckets(fresh, users, batch_id))
@@ -412,9 +412,9 @@ class SpeedLayer:
         self.waiting += int(row["unknown"] or 0)
         if n:
             # one file per micro-batch: fewer files to list and read for the next
-            # de-duplication
+            # de-duplication; no transaction id: de-duplication makes the append idempotent
             with self._step("purchases"):
-                lake.append(counted.coalesce(1), self.settings, SPEED_PURCHASES_TABLE.name, txn)
+                lake.append(counted.coalesce(1), self.settings, SPEED_PURCHASES_TABLE.name)
             self.counted_keys.add(counted, n)
         return n, source
 
