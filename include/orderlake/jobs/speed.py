@@ -361,8 +361,8 @@ class SpeedLayer:
         )
         if arrived.isEmpty():
             return
-        # txn: an app id of its own, as Delta keeps one transaction version per table and app id
-        # (so the purchases append could carry the batch's without a clash)
+        # txn: "<app id>:restate", the app id this MERGE has always carried (Delta keeps one
+        # transaction version per table and app id)
         with lake.transaction(spark, txn):
             (
                 target.alias("t")
