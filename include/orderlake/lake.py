@@ -143,7 +143,7 @@ def overwrite(
     df: DataFrame, settings: Settings, name: str, replace_where: str | None = None
 ) -> None:
     """Replace the whole table, or only the rows matching ``replace_where`` (idempotent)."""
-    writer = df.write.format("delta").mode("overwrite")
+    writer = _clustered(df, name).write.format("delta").mode("overwrite")
     if replace_where is not None:
         writer = writer.option("replaceWhere", replace_where)
     writer.save(str(table_path(settings, name)))
@@ -151,10 +151,20 @@ def overwrite(
 
 def append(df: DataFrame, settings: Settings, name: str, txn: Txn | None = None) -> None:
     """Append rows to a table; with a Txn the append happens at most once per table."""
-    writer = df.write.format("delta").mode("append")
+    writer = _clustered(df, name).write.format("delta").mode("append")
     if txn is not None:
         writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
     writer.save(str(table_path(settings, name)))
+
+
+def _clustered(df: DataFrame, name: str) -> DataFrame:
+    """``df`` with each value of the table's partition columns in one task, so a write adds one
+    file per partition rather than one per task and partition (16 x 186 event dates for a
+    half-year replay: thousands of tiny files that every later read lists and opens)."""
+    spec = TABLES.get(name)
+    if spec is None or not spec.partition_by:
+        return df
+    return df.repartition(*spec.partition_by)
 
 
 @contextlib.contextmanager

@@ -81,6 +81,11 @@ def test_silver_has_one_row_per_event_and_counts_add_up(spark, loaded):
     assert run["quarantined"] == 0
     users = read(spark, platform.settings, "silver.users")
     assert users.count() == len({p["user_id"] for p in profiles})
+    # one data file per event date from the one silver run: a write groups its rows by the
+    # table's partition column instead of leaving a file per task and date
+    path = lake.table_path(platform.settings, "silver.user_actions")
+    files = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["numFiles"]
+    assert files == silver.select("event_date").distinct().count()
 
 
 def test_sql_from_a_fresh_process_sees_every_table(loaded):

@@ -90,6 +90,17 @@ def test_supervisor_config_restarts_programs_and_escapes_percent(settings):
     assert f"stdout_logfile={settings.logs_dir / 'kafka.log'}" in text
 
 
+def test_supervisor_stops_programs_in_reverse_start_order(settings):
+    # supervisord stops the highest priority first and waits for it before the next
+    names = ["kafka", "flume-collector", "flume-edge-host-1", "streaming", "airflow-scheduler"]
+    text = supervisor.config_text(settings, [supervisor.Program(n, ["true"]) for n in names])
+    priority = {}
+    for block in text.split("[program:")[1:]:
+        name = block.split("]")[0]
+        priority[name] = int(block.split("priority=")[1].split()[0])
+    assert sorted(priority, key=priority.get, reverse=True) == names[::-1]
+
+
 def test_long_homes_get_a_short_socket_path(tmp_path):
     deep = Settings(home=tmp_path / ("x" * 120))
     assert len(str(supervisor.socket_path(deep))) < 100

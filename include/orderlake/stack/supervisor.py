@@ -50,6 +50,7 @@ def socket_path(settings: Settings) -> Path:
 
 
 def config_text(settings: Settings, programs: Iterable[Program]) -> str:
+    """supervisord's configuration for ``programs``, given in start order."""
     sock = socket_path(settings)
     logs = settings.logs_dir
     lines = [
@@ -73,13 +74,17 @@ def config_text(settings: Settings, programs: Iterable[Program]) -> str:
         "[supervisorctl]",
         f"serverurl=unix://{_esc(sock)}",
     ]
-    for p in programs:
+    for order, p in enumerate(programs, start=1):
         lines += [
             "",
             f"[program:{p.name}]",
             f"command={_esc(shlex.join(p.command))}",
             f"directory={_esc(p.directory or settings.home)}",
             "autostart=false",  # `orderlake up` starts programs in dependency order
+            # shutdown stops the highest priority first and waits for it: the reverse of the
+            # start order, so Airflow (and its running tasks) stops before Kafka, and each
+            # Flume agent before the hop it sends to
+            f"priority={order * 10}",
             "autorestart=true",  # restart whenever it dies, however it died
             f"startsecs={p.startsecs}",
             "startretries=10",
