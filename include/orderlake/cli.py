@@ -176,6 +176,10 @@ def cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake.jobs import batch
 
     layers = batch.LAYERS if args.layer == "all" else (args.layer,)
+    if layers == ("bronze",) and batch.bronze_is_current(settings):
+        # the scheduled load's usual case, answered without starting Spark
+        _print_json({"layer": "bronze", "records": 0, "spark": False})
+        return 0
     spark = _batch_spark(settings, f"batch-{args.layer}")
     for summary in batch.run(spark, settings, layers, args.full, args.close_through):
         _print_json(summary)

@@ -55,6 +55,14 @@ def exists(settings: Settings, name: str) -> bool:
     return (table_path(settings, name) / "_delta_log").is_dir()
 
 
+def latest_version(settings: Settings, name: str) -> int | None:
+    """The table's newest version from its log's file names, without Spark (None: no table).
+    Any commit, by any writer, creates the next ``<version>.json``."""
+    log = table_path(settings, name) / "_delta_log"
+    versions = [int(p.stem) for p in log.glob("*.json") if p.stem.isdigit()]
+    return max(versions, default=None)
+
+
 def discovered_tables(settings: Settings) -> list[str]:
     """`database.table` for every Delta table under the lake directory."""
     found = []

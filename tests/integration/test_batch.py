@@ -228,3 +228,35 @@ def test_bronze_load_killed_mid_write_then_rerun_has_no_duplicate_and_no_gap(
     ends = kafka.end_offsets(settings.bootstrap)[contracts.TOPIC_ACTIONS]
     assert counts == {p: end for p, end in ends.items()}, "no gap"
     assert bronze.count() == bronze.select("partition", "offset").distinct().count(), "no dup"
+
+
+def test_a_bronze_load_with_nothing_new_skips_spark_yet_misses_no_record(spark, loaded):
+    platform = loaded[0]
+    settings = platform.settings
+
+    def load() -> dict:
+        return json.loads(platform.cli("batch", "bronze", timeout=900).stdout.splitlines()[-1])
+
+    load()  # whatever earlier tests left unloaded
+    assert load() == {"layer": "bronze", "records": 0, "spark": False}
+    # a new record in Kafka: the shortcut must not hide it
+    produce(settings.bootstrap, contracts.TOPIC_ACTIONS, [{"user_id": 1, "event_id": "new-1"}])
+    new = load()
+    assert new["records"] == 1 and "spark" not in new
+    # another writer changed bronze (here: the newest record of a partition deleted), so the
+    # positions the last load left no longer describe the table: the load reads bronze again
+    # and loads the record again (under a new load id, or Delta would skip the append)
+    newest = (
+        read(spark, settings, "bronze.kafka_records")
+        .where(f"topic = '{contracts.TOPIC_ACTIONS}'")
+        .orderBy("offset", ascending=False)
+        .first()
+    )
+    path = lake.table_path(settings, "bronze.kafka_records")
+    spark.sql(
+        f"DELETE FROM delta.`{path}` WHERE topic = '{contracts.TOPIC_ACTIONS}' "
+        f"AND partition = {newest['partition']} AND offset = {newest['offset']}"
+    )
+    again = load()
+    assert again["records"] == 1 and "spark" not in again
+    assert load()["spark"] is False
