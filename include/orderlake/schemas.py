@@ -74,6 +74,9 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     writer: str = "batch"
     comment: str = ""
+    # repartition a write's rows by partition_by first: worth a shuffle when the input's tasks
+    # each span many partition values (silver: every task holds every event date)
+    cluster_writes: bool = False
 
     @property
     def database(self) -> str:
@@ -257,6 +260,7 @@ SILVER_ACTIONS_TABLE = TableSpec(
     "silver.user_actions",
     SILVER_ACTIONS,
     partition_by=("event_date",),
+    cluster_writes=True,
     comment="one row per event_id: typed, de-duplicated user actions",
 )
 SILVER_USERS = TableSpec("silver.users", USERS, comment="latest profile per user")
