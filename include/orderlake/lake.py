@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from orderlake.schemas import TABLES, TableSpec
@@ -113,9 +114,21 @@ def ensure_table(spark: SparkSession, settings: Settings, spec: TableSpec | str)
         if spec.partition_by:
             writer = writer.partitionBy(*spec.partition_by)
         writer.save(str(path))
+    if spec.properties:
+        _set_properties(spark, path, dict(spec.properties))
     _register(spark, settings, spec.name)
     register_views(spark, set(discovered_tables(settings)))
     return spec.name
+
+
+def _set_properties(spark: SparkSession, path: Path, wanted: dict[str, str]) -> None:
+    """Give the table these TBLPROPERTIES, also when it was created without them (a commit
+    only when one differs)."""
+    current = DeltaTable.forPath(spark, str(path)).detail().first()["properties"]
+    if all(current.get(key) == value for key, value in wanted.items()):
+        return
+    assignments = ", ".join(f"'{key}' = '{value}'" for key, value in wanted.items())
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
 
 
 @dataclass(frozen=True)
