@@ -28,6 +28,7 @@ DAGS = {
 # and write activity while the DAG files are imported.
 _PARSE = r"""
 import json, os, sys
+from datetime import datetime, timezone
 from airflow.dag_processing.dagbag import DagBag
 
 events = []
@@ -56,7 +57,6 @@ def first_cron_run(dag):
     timetable = getattr(timetable, "timetable", timetable)  # an asset-or-time schedule's cron
     calc = getattr(timetable, "_calc_first_run", None)
     return calc().isoformat() if calc and hasattr(timetable, "_expression") else None
-from datetime import datetime, timezone
 computed_at = datetime.now(timezone.utc).isoformat()  # the first cron runs are judged from here
 dags = {
     dag_id: {

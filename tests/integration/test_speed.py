@@ -8,11 +8,11 @@ from collections import Counter
 
 import pytest
 from delta.tables import DeltaTable
-from pyspark.sql import functions as F
 
 from orderlake import lake, schemas
 from orderlake.jobs import speed
 from orderlake.settings import Settings
+from orderlake.transforms import parsing
 from tests.fixtures.workload import expected_counts, generated_workload, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -76,18 +76,6 @@ def test_generated_stream_counts_equal_the_manifest_exactly(spark, kafka, tmp_pa
     assert speed_counts(spark, settings) == expected
 
 
-def quarantine_rows(rows):
-    """Rows with the columns of speed.quarantine (the others null, quarantined now)."""
-    return rows.select(
-        *(
-            F.col(f.name) if f.name in rows.columns else F.lit(None).cast(f.dataType).alias(f.name)
-            for f in schemas.SPEED_QUARANTINE.schema
-            if f.name != "quarantined_at"
-        ),
-        F.current_timestamp().alias("quarantined_at"),
-    )
-
-
 def test_speed_tables_write_a_log_checkpoint_every_100_commits_not_every_10(spark, tmp_path):
     """Delta's default checkpoint (every 10 commits, inside the commit) added ~2 s to every
     tenth micro-batch. A table created before the property existed gets it at the next start."""
@@ -96,16 +84,17 @@ def test_speed_tables_write_a_log_checkpoint_every_100_commits_not_every_10(spar
     spark.createDataFrame([], schemas.SPEED_QUARANTINE.schema).write.format("delta").save(str(old))
     for spec in schemas.SPEED_TABLES:
         lake.ensure_table(spark, settings, spec)
-        properties = DeltaTable.forPath(spark, str(lake.table_path(settings, spec.name)))
-        assert properties.detail().first()["properties"]["delta.checkpointInterval"] == "100"
+        table = DeltaTable.forPath(spark, str(lake.table_path(settings, spec.name)))
+        assert table.detail().first()["properties"]["delta.checkpointInterval"] == "100"
 
     for offset in range(12):
-        row = spark.createDataFrame(
-            [("tmall.user_actions", 0, offset, "{", "not_json", "speed")],
-            "topic string, partition int, offset long, value_text string, reason string,"
-            " layer string",
+        record = spark.createDataFrame(
+            [("tmall.user_actions", 0, offset, None, None, b"{")],
+            "topic string, partition int, offset long, timestamp timestamp, key binary,"
+            " value binary",
         )
-        lake.append(quarantine_rows(row), settings, schemas.SPEED_QUARANTINE.name)
+        rows = parsing.quarantine_rows(parsing.parse_actions(record), "speed")
+        lake.append(rows, settings, schemas.SPEED_QUARANTINE.name)
     log = old / "_delta_log"
     assert lake.latest_version(settings, schemas.SPEED_QUARANTINE.name) >= 13
     assert not list(log.glob("*.checkpoint*.parquet"))
