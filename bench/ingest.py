@@ -17,9 +17,9 @@ its wall-clock write time as ``event_time``. A consumer assigned to all partitio
 tmall.user_actions from their end offsets (taken just before the run) stamps each message with
 its receive time; latency = receive time - event_time; achieved = the rate at which the
 measured actions arrived (least-squares slope; received / (last - first receive) is kept too,
-but the 1 s sink back-off swings it by +-5%). The first ``--warmup`` seconds of events
-are not measured (Flume's SinkRunner sleeps up to 5 s when a sink finds its channel empty, so an
-idle pipeline starts slowly). A step is *sustained* when the generator wrote >= 95% of the
+but the sinks' back-off on an empty channel can swing it). The first ``--warmup`` seconds of
+events are not measured (an idle pipeline's source and sinks poll every 0.5 s, so it starts
+slowly). A step is *sustained* when the generator wrote >= 95% of the
 offered rate, the achieved rate is >= 95% of it too, and the backlog (written minus received)
 does not grow during the second half. The generator is Python on the same cores: its rate
 limiter falls behind when the machine is busy, which is reported, never hidden.
@@ -333,8 +333,8 @@ def summarize_step(
 
 def fitted_rate(times: np.ndarray) -> float:
     """Events/s as the least-squares slope of the cumulative count over time. Unlike
-    n / (last - first), it is not swung +-5% by where Flume's 1 s sink back-off happens to put
-    the first and the last event."""
+    n / (last - first), it is not swung by where the sinks' back-off happens to put the first
+    and the last event (+-5% with Flume's own 1 s back-off)."""
     t = np.sort(times)
     return float(np.polyfit(t - t[0], np.arange(1, len(t) + 1), 1)[0])
 

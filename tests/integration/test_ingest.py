@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from orderlake import contracts
+from orderlake.stack import flume
 from orderlake.workload.spool import SpoolWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -213,3 +214,37 @@ def test_lines_kafka_would_refuse_do_not_wedge_the_pipeline(platform, kafka_tail
     # counted and visible: the rejects topic's offsets appear in `orderlake status --json`
     offsets = platform.status()["kafka"]["end_offsets"][contracts.TOPIC_REJECTS]
     assert sum(offsets.values()) >= 3
+
+
+def test_idle_sinks_poll_their_channels_twice_a_second(platform):
+    """Every agent's sink runs under ShortBackoffSinkProcessor: on an empty channel it polls
+    again after at most 500 ms. Flume's SinkRunner alone sleeps 1, 2, 3, 4, then 5 s between
+    empty polls (at most 4 in 6 s, right after activity), and each sleep is latency a line
+    waits for when it arrives."""
+    settings = platform.settings
+    sinks = {
+        a: "SINK.kafka" if a == flume.COLLECTOR else "SINK.avro"
+        for a in flume.agent_names(settings)
+    }
+
+    def snapshot() -> dict[str, dict]:
+        return {agent: flume.metrics(settings, agent) or {} for agent in sinks}
+
+    def idle(metrics: dict[str, dict]) -> bool:
+        return all(m and int(m["CHANNEL.ch"]["ChannelSize"]) == 0 for m in metrics.values())
+
+    deadline = time.monotonic() + 120
+    while not idle(snapshot()):  # other tests' lines still on their way
+        assert time.monotonic() < deadline, "the Flume channels did not drain in 120 s"
+        time.sleep(1)
+    before = snapshot()
+    time.sleep(6)
+    after = snapshot()
+    assert idle(after)
+    polls = {
+        agent: int(after[agent][sink]["BatchEmptyCount"])
+        - int(before[agent][sink]["BatchEmptyCount"])
+        for agent, sink in sinks.items()
+    }
+    # about 12 each at 500 ms; 6 leaves room for a busy machine
+    assert all(n >= 6 for n in polls.values()), f"empty polls in 6 s per agent: {polls}"

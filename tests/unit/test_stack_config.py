@@ -62,6 +62,17 @@ def test_collector_writes_to_kafka_with_acks_all_and_idempotence(settings):
     assert conf["collector.channels.ch.type"] == "file"
 
 
+@pytest.mark.parametrize("agent, sink", [("collector", "kafka"), ("host-1", "avro")])
+def test_every_sink_runs_under_the_short_backoff_processor(settings, agent, sink):
+    conf = properties(flume.render(settings, agent))
+    name = agent.replace("-", "_")
+    assert conf[f"{name}.sinkgroups.out.sinks"] == sink
+    assert conf[f"{name}.sinkgroups.out.processor.type"] == (
+        "org.orderlake.flume.ShortBackoffSinkProcessor"
+    )
+    assert int(conf[f"{name}.sinkgroups.out.processor.maxBackoffSleep"]) <= 500
+
+
 def test_monitoring_ports_do_not_collide(settings):
     ports = [settings.flume_monitor_port_for(a) for a in flume.agent_names(settings)]
     assert len(set(ports)) == len(ports) == 3
