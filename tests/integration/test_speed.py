@@ -4,6 +4,7 @@ Kafka; Flume is tested elsewhere). Each test runs the query until it has read wh
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -28,10 +29,22 @@ def settings_for(kafka, tmp_path) -> Settings:
     return Settings(home=tmp_path / "home", kafka_port=kafka.settings.kafka_port)
 
 
-def run_once(spark, settings: Settings) -> None:
+def run_once(spark, settings: Settings):
     query = speed.start(spark, settings, available_now=True)
     query.awaitTermination()
     assert query.exception() is None
+    return query
+
+
+def progress_batches(settings: Settings, last_batch_id: int, timeout: float = 30) -> list[dict]:
+    """The progress file's micro-batches, once the listener (which writes it asynchronously)
+    has written the one with ``last_batch_id``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        batches = json.loads(speed.progress_path(settings).read_text())["batches"]
+        if any(b["batch_id"] == last_batch_id for b in batches) or time.monotonic() > deadline:
+            return batches
+        time.sleep(0.5)
 
 
 def table(spark, settings, spec):

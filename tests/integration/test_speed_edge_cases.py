@@ -14,9 +14,16 @@ from pyspark.sql import functions as F
 
 from orderlake import contracts, lake, schemas
 from orderlake.jobs import speed
+from orderlake.stack.kafka import watermarks
 from orderlake.transforms.parsing import REASONS
 from tests.fixtures.stack import produce, start_platform
-from tests.integration.test_speed import orders_1m, run_once, settings_for, table
+from tests.integration.test_speed import (
+    orders_1m,
+    progress_batches,
+    run_once,
+    settings_for,
+    table,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -87,7 +94,7 @@ def test_malformed_records_are_quarantined_with_their_reason_and_never_counted(
     # the query keeps running after bad input: a later batch is processed too
     good_later = action("m-good-3", uid)
     produce(bootstrap, contracts.TOPIC_ACTIONS, [good_later])
-    run_once(spark, settings)
+    query = run_once(spark, settings)
 
     quarantine = table(spark, settings, schemas.SPEED_QUARANTINE).collect()
     reasons = {r["reason"] for r in quarantine if r["topic"] == contracts.TOPIC_ACTIONS}
@@ -103,6 +110,16 @@ def test_malformed_records_are_quarantined_with_their_reason_and_never_counted(
     )
     assert set(counted) == {"m-good-1", "m-good-2", "m-good-3"}
     assert set(counted.values()) == {("25-29", "male", True)}
+
+    # each micro-batch's statistics in the progress file (observed while parsing) agree with
+    # Spark's own input count and with what the tables received
+    batches = progress_batches(settings, query.lastProgress.batchId)
+    assert [b["rows"] for b in batches] == [b["input_rows"] for b in batches]
+    in_kafka = watermarks(bootstrap, (contracts.TOPIC_ACTIONS,)).values()
+    assert sum(b["actions"] for b in batches) == sum(high - low for low, high in in_kafka)
+    assert sum(b["quarantined"] for b in batches) == len(quarantine)
+    purchases = table(spark, settings, schemas.SPEED_PURCHASES_TABLE).count()
+    assert sum(b["purchases_counted"] for b in batches) == purchases
 
 
 def test_purchases_of_a_user_without_profile_count_as_unknown(spark, kafka_only, tmp_path):
