@@ -896,8 +896,8 @@ def checkpoint_batches(checkpoint: Path) -> list[dict]:
         if not commit.exists():
             continue
         lines = path.read_text().splitlines()
-        ends = json.loads(lines[2])
-        total = sum(int(o) for parts in ends.values() for o in parts.values())
+        ends = [json.loads(line) for line in lines[2:]]  # one line per source
+        total = sum(int(o) for end in ends for parts in end.values() for o in parts.values())
         batches.append(
             {
                 "batch_id": int(path.name),

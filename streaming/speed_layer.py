@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         conf = {**speed.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
         spark = get_spark(settings, "orderlake-speed-layer", conf=conf)
+        query = speed.start(spark, settings, available_now=args.once)
     except OrderlakeError as exc:
         print(f"speed layer: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    query = speed.start(spark, settings, available_now=args.once)
     # SIGTERM (orderlake down) only sets a flag: calling into the JVM from the signal handler
     # while the main thread waits in the JVM is a re-entrant py4j call
     stopping = threading.Event()

@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "1g"
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
-    # Kafka records a speed-layer micro-batch reads at most: bounds its time and the driver's
-    # memory while catching up on a backlog
+    # Kafka records a speed-layer micro-batch reads at most per topic: bounds its time and the
+    # driver's memory while catching up on a backlog
     speed_max_offsets_per_trigger: int = Field(default=100_000, ge=1)
     # keys of counted purchases the speed layer keeps in memory for de-duplication (about 100
     # bytes each; 500,000 is 17 minutes of purchases at 10,000 events/s); older duplicates are

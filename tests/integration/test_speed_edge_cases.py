@@ -382,13 +382,19 @@ def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_
         [action("r-1", uid, minute=9), action("r-2", uid, minute=9), "not json"],
     )
     settings = settings_for(kafka_only, tmp_path)
-    records = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", f"{contracts.TOPIC_ACTIONS},{contracts.TOPIC_PROFILES}")
-        .load()
-        .localCheckpoint()  # the micro-batch's rows, fixed
-    )
+
+    def topic(name: str):
+        return (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", bootstrap)
+            .option("subscribe", name)
+            .load()
+        )
+
+    # the micro-batch's rows, fixed
+    records = speed.parse(
+        topic(contracts.TOPIC_ACTIONS), topic(contracts.TOPIC_PROFILES)
+    ).localCheckpoint()
     app = speed.app_id(tmp_path / "checkpoint")
 
     def contents() -> dict[str, list[tuple]]:

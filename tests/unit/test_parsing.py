@@ -150,6 +150,13 @@ def test_valid_action_keeps_kafka_coordinates_and_raw_text(parsed_actions):
     assert row["brand_id"] == 5 and row["action_type"] == 2
 
 
+def test_a_parse_outputs_the_columns_it_declares(spark):
+    # the speed layer splits its one parsed stream into actions and profiles by these names
+    empty = spark.createDataFrame([], schemas.KAFKA_RECORD)
+    assert tuple(parsing.parse_actions(empty).columns) == parsing.ACTION_COLUMNS
+    assert tuple(parsing.parse_profiles(empty).columns) == parsing.PROFILE_COLUMNS
+
+
 PROFILE_CASES = [
     (GOOD_PROFILE, None),
     ({**GOOD_PROFILE, "age_range": None, "gender": None}, None),

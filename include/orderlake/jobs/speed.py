@@ -1,8 +1,9 @@
 """The speed layer: tmall.user_profiles + tmall.user_actions -> speed.* Delta tables, always on.
 
-One Structured Streaming query reads both topics. Before it starts, the profiles Kafka holds
-beyond what it processed are stored in speed.users (preload_profiles: a backlog's purchases
-then find their users' profiles). Each micro-batch, in this order:
+One Structured Streaming query reads both topics (a Kafka source each) and parses them against
+the contract (parsed_stream). Before it starts, the profiles Kafka holds beyond what it
+processed are stored in speed.users (preload_profiles: a backlog's purchases then find their
+users' profiles). Each micro-batch, in this order:
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
   2. profiles                -> speed.users (latest per user by updated_at): appended when
                                 all are new users, merged when known users changed; the stored
@@ -47,6 +48,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from orderlake import lake, schemas
 from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
+from orderlake.errors import OrderlakeError
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
 from orderlake.stack import kafka
@@ -74,12 +76,12 @@ def progress_path(settings: Settings) -> Path:
     return settings.run_dir / "speed-progress.json"
 
 
-def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Both topics from their first offset; lost offsets fail the query (failOnDataLoss)."""
+def kafka_source(spark: SparkSession, settings: Settings, topic: str) -> DataFrame:
+    """One topic from its first offset; lost offsets fail the query (failOnDataLoss)."""
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap)
-        .option("subscribe", f"{TOPIC_ACTIONS},{TOPIC_PROFILES}")
+        .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "true")
         .option("maxOffsetsPerTrigger", settings.speed_max_offsets_per_trigger)
@@ -88,6 +90,40 @@ def kafka_source(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("kafka.max.poll.records", "20000")
         .load()
     )
+
+
+def parsed_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Both topics, parsed against the contract, as one stream. The parse is part of the
+    streaming query, so Spark analyses it once when the query starts, not in every micro-batch
+    (about 0.3 s each when foreachBatch parsed the raw records)."""
+    return parse(
+        kafka_source(spark, settings, TOPIC_ACTIONS), kafka_source(spark, settings, TOPIC_PROFILES)
+    )
+
+
+def parse(actions: DataFrame, profiles: DataFrame) -> DataFrame:
+    """Kafka records of each topic -> one DataFrame of parsed rows with the actions' and the
+    profiles' columns (a row has only its own topic's): what a micro-batch receives."""
+    return parsing.slim(parsing.parse_actions(actions)).unionByName(
+        parsing.slim(parsing.parse_profiles(profiles)), allowMissingColumns=True
+    )
+
+
+def check_checkpoint(checkpoint: Path) -> None:
+    """Refuse a checkpoint of the older query shape (one Kafka source for both topics): Spark
+    would fail on it with a stack trace, micro-batch after micro-batch under supervision."""
+    offsets = checkpoint / "offsets"
+    written = [f for f in offsets.iterdir() if f.name.isdigit()] if offsets.is_dir() else []
+    if not written:
+        return
+    latest = max(written, key=lambda f: int(f.name))
+    sources = len(latest.read_text().splitlines()[2:])  # version, metadata, one line per source
+    if sources != 2:
+        raise OrderlakeError(
+            f"The speed checkpoint {checkpoint} holds {sources} Kafka source(s), this speed layer"
+            " reads one per topic (2): stop the speed layer and remove the checkpoint, its"
+            " .app-id file and the speed tables (lake/speed) to rebuild them from Kafka."
+        )
 
 
 def app_id(checkpoint: Path) -> str:
@@ -227,15 +263,13 @@ class SpeedLayer:
         self._steps: dict[str, int] = {}
         spark = batch.sparkSession
         txn = lake.Txn(self.app_id, batch_id)
-        # read Kafka once and parse once: every write below reuses these cached rows
+        # read Kafka and parse once: every write below reuses these cached rows
         with self._step("plan"):
             batch = batch.persist()
-            actions = parsing.slim(
-                parsing.parse_actions(batch.where(F.col("topic") == TOPIC_ACTIONS))
-            ).persist()
-            profiles = parsing.slim(
-                parsing.parse_profiles(batch.where(F.col("topic") == TOPIC_PROFILES))
-            ).persist()
+            actions = batch.where(F.col("topic") == TOPIC_ACTIONS).select(*parsing.ACTION_COLUMNS)
+            profiles = batch.where(F.col("topic") == TOPIC_PROFILES).select(
+                *parsing.PROFILE_COLUMNS
+            )
         try:
             with self._step("parse"):
                 stats = self._batch_stats(actions, profiles)
@@ -258,8 +292,7 @@ class SpeedLayer:
             if stats["purchases"]:
                 counted, dedup_read = self._count_purchases(spark, actions, times, batch_id)
         finally:
-            for cached in (actions, profiles, batch):
-                cached.unpersist()
+            batch.unpersist()
         committed = time.time()
         stats.update(
             batch_id=batch_id,
@@ -485,9 +518,9 @@ class ProgressWriter(StreamingQueryListener):
             "duration_ms": dict(p.durationMs or {}),
         }
         entry.update(self.layer.batch_stats.pop(p.batchId, {}))
-        for source in p.sources:
+        for source in p.sources:  # one per topic
             if source.endOffset:
-                self.offsets = json.loads(source.endOffset)
+                self.offsets = {**self.offsets, **json.loads(source.endOffset)}
         self.history = [*self.history, entry][-PROGRESS_HISTORY:]
         self._write(state="running")
 
@@ -566,24 +599,23 @@ def start(
     spark: SparkSession,
     settings: Settings,
     *,
-    source: DataFrame | None = None,
     available_now: bool = False,
     checkpoint: Path | None = None,
 ) -> StreamingQuery:
     """Start the speed-layer query and return it.
 
-    ``source`` replaces the Kafka source (tests); ``available_now`` processes what is there and
-    stops (tests, catch-up runs); otherwise micro-batches run back to back, always on.
+    ``available_now`` processes what is there and stops (tests, catch-up runs); otherwise
+    micro-batches run back to back, always on.
     """
     checkpoint = checkpoint or lake.checkpoint_path(settings, QUERY_NAME)
+    check_checkpoint(checkpoint)
     layer = SpeedLayer(spark, settings, app_id(checkpoint))
     listener = ProgressWriter(settings, layer)
-    if source is None:
-        listener.preload = preload_profiles(spark, settings, layer, listener.offsets)
+    listener.preload = preload_profiles(spark, settings, layer, listener.offsets)
     spark.streams.addListener(listener)
-    stream = source if source is not None else kafka_source(spark, settings)
     writer = (
-        stream.writeStream.queryName(QUERY_NAME)
+        parsed_stream(spark, settings)
+        .writeStream.queryName(QUERY_NAME)
         .foreachBatch(layer.process_batch)
         .option("checkpointLocation", str(checkpoint))
     )

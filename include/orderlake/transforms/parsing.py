@@ -68,6 +68,11 @@ ACTION_FIELDS = {
     "event_time": TIME,
 }
 PROFILE_FIELDS = {"user_id": ID, "age_range": CODE, "gender": CODE, "updated_at": TIME}
+# what a parse outputs (after the columns it carries): Kafka coordinates and raw value, the
+# contract fields, the verdict
+COORDINATES = ("topic", "partition", "offset", "kafka_timestamp", "key", "value", "value_text")
+ACTION_COLUMNS = (*COORDINATES, *ACTION_FIELDS, "reason", "detail")
+PROFILE_COLUMNS = (*COORDINATES, *PROFILE_FIELDS, "reason", "detail")
 
 
 # A parse is a fixed sequence of projections (one ``select`` each). Their columns are built once
@@ -314,16 +319,7 @@ def _build_profile_stages(now: Column, carry: tuple[str, ...]) -> Stages:
 def _finish(checks: list, typed: dict[str, Column], carry: tuple[str, ...]) -> Stages:
     """Stage 2 decides each row's first failure; stage 3 nulls the typed columns of invalid
     rows and exposes reason and detail."""
-    coordinates = [
-        *carry,
-        "topic",
-        "partition",
-        "offset",
-        "kafka_timestamp",
-        "key",
-        "value",
-        "value_text",
-    ]
+    coordinates = [*carry, *COORDINATES]
     decided = (
         *(F.col(c) for c in coordinates),
         *(column.alias(name) for name, column in typed.items()),
