@@ -272,7 +272,7 @@ class SpeedLayer:
             )
         try:
             with self._step("parse"):
-                stats = self._batch_stats(actions, profiles)
+                stats = self._batch_stats(batch)
             if stats["quarantined"]:
                 quarantined = parsing.quarantine_rows(actions, "speed").unionByName(
                     parsing.quarantine_rows(profiles, "speed")
@@ -310,46 +310,25 @@ class SpeedLayer:
             stats["event_time_max"] = stats["event_time_max"].isoformat()
         self.batch_stats[batch_id] = stats
 
-    def _batch_stats(self, actions: DataFrame, profiles: DataFrame) -> dict:
-        """Row counts, time ranges and the dates of the batch's purchases, in one Spark job."""
-        buy = F.col("reason").isNull() & (F.col("action_type") == ACTION_PURCHASE)
-        row = (
-            actions.select(
-                F.lit(1).alias("action"),
-                (F.col("reason").isNotNull()).cast("int").alias("bad"),
-                buy.cast("int").alias("buy"),
-                "event_time",
-                F.when(buy, F.col("event_time")).alias("buy_time"),
-                F.lit(0).alias("not_stored"),
-                "kafka_timestamp",
-            )
-            .unionByName(
-                profiles.select(
-                    F.lit(0).alias("action"),
-                    (F.col("reason").isNotNull()).cast("int").alias("bad"),
-                    F.lit(0).alias("buy"),
-                    F.lit(None).cast("timestamp").alias("event_time"),
-                    F.lit(None).cast("timestamp").alias("buy_time"),
-                    (F.col("reason").isNull() & self._not_preloaded())
-                    .cast("int")
-                    .alias("not_stored"),
-                    "kafka_timestamp",
-                )
-            )
-            .agg(
-                F.sum("action").alias("actions"),
-                F.count("*").alias("rows"),
-                F.sum("bad").alias("quarantined"),
-                F.sum("buy").alias("purchases"),
-                F.sum("not_stored").alias("profiles_not_stored"),
-                F.max("event_time").alias("event_time_max"),
-                F.min("kafka_timestamp").alias("kafka_ts_min"),
-                F.max("kafka_timestamp").alias("kafka_ts_max"),
-                F.min("buy_time").alias("purchase_time_min"),
-                F.max("buy_time").alias("purchase_time_max"),
-            )
-            .first()
-        )
+    def _batch_stats(self, batch: DataFrame) -> dict:
+        """Row counts, time ranges and the dates of the batch's purchases, in one Spark job over
+        the parsed rows of both topics."""
+        action = F.col("topic") == TOPIC_ACTIONS
+        valid = F.col("reason").isNull()
+        buy = action & valid & (F.col("action_type") == ACTION_PURCHASE)
+        not_stored = ~action & valid & self._not_preloaded()
+        row = batch.agg(
+            F.sum(action.cast("int")).alias("actions"),
+            F.count("*").alias("rows"),
+            F.sum((~valid).cast("int")).alias("quarantined"),
+            F.sum(buy.cast("int")).alias("purchases"),
+            F.sum(not_stored.cast("int")).alias("profiles_not_stored"),
+            F.max(F.when(action, F.col("event_time"))).alias("event_time_max"),
+            F.min("kafka_timestamp").alias("kafka_ts_min"),
+            F.max("kafka_timestamp").alias("kafka_ts_max"),
+            F.min(F.when(buy, F.col("event_time"))).alias("purchase_time_min"),
+            F.max(F.when(buy, F.col("event_time"))).alias("purchase_time_max"),
+        ).first()
         stats = row.asDict() if row else {}
         for key in ("actions", "rows", "quarantined", "purchases", "profiles_not_stored"):
             stats[key] = int(stats.get(key) or 0)
