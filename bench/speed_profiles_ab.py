@@ -6,9 +6,10 @@ In the live benchmark a micro-batch stores new profiles now and then (a new user
 profile), and such a micro-batch took twice the usual time: too rare there to compare two
 revisions. Here each side's SpeedLayer processes the same fixed micro-batches, no Kafka and
 no query around them: 20,000 profiles first, then 12 micro-batches of 10,000 actions (10%
-purchases), every other one with 200 new users' profiles. Sides run in turn in their own
-process (base, work, base, work, ...); per side, the medians of the micro-batch and its steps
-with and without profiles (the first two micro-batches are warm-up).
+purchases), every other one with 200 new users' profiles and 200 known users' profiles sent
+again with a newer updated_at (as each run of the live generator sends its users' profiles).
+Sides run in turn in their own process (base, work, base, work, ...); per side, the medians of
+the micro-batch and its steps with and without profiles (the first two are warm-up).
 
 Output: ``bench/results/speed-profiles-ab.json`` and ``.md`` (also printed).
 """
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 STEPS = ("plan", "parse", "users", "bucket", "purchases")
-FIRST_USERS, NEW_USERS, ACTIONS, BATCHES, WARM_UP = 20_000, 200, 10_000, 14, 2
+FIRST_USERS, NEW_USERS, RESENT, ACTIONS, BATCHES, WARM_UP = 20_000, 200, 200, 10_000, 14, 2
 
 
 def one_side() -> list[dict]:
@@ -45,10 +46,12 @@ def one_side() -> list[dict]:
 
     def records(batch: int, users_before: int, new_users: int):
         rows = []
-        for k in range(new_users):
-            uid = users_before + k + 1
+        resent = RESENT if users_before and new_users else 0
+        for k in range(new_users + resent):
+            # new users first, then known ones (spread over them) again, a day later each batch
+            uid = users_before + k + 1 if k < new_users else 1 + (k * 97) % users_before
             value = {"user_id": uid, "age_range": 1 + uid % 8, "gender": uid % 2}
-            value["updated_at"] = "2026-11-30T00:00:00.000Z"
+            value["updated_at"] = f"2026-11-{1 + batch:02d}T00:00:00.000Z"
             rows.append((contracts.TOPIC_PROFILES, 0, batch * 100_000 + k, now, None, _json(value)))
         for i in range(ACTIONS):
             value = {
@@ -159,7 +162,8 @@ def markdown(doc: dict) -> str:
     lines = [
         f"Speed-layer A/B of micro-batches storing new profiles (SpeedLayer.process_batch on fixed"
         f" records: {FIRST_USERS:,} users stored, then micro-batches of {ACTIONS:,} actions,"
-        f" every other one with {NEW_USERS} new users' profiles); {doc['at']};"
+        f" every other one with {NEW_USERS} new users' profiles and {RESENT} known users'"
+        f" sent again, newer); {doc['at']};"
         f" base {doc['base']['revision']} = {doc['base']['commit'][:7]},"
         f" work = {doc['work']['commit'][:7]} (uncommitted include/streaming:"
         f" {doc['work']['uncommitted']}); {len(doc['runs']['base'])} interleaved runs per side;"

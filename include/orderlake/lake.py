@@ -24,6 +24,9 @@ from orderlake.transforms import speed as speed_transforms
 # Views are (re)created by every session from these definitions: {view: [(tables it reads,
 # SQL), ...]}; the first alternative whose tables all exist is used.
 VIEWS: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    "speed.users": [
+        (("speed.user_profiles",), speed_transforms.latest_users_sql("speed.user_profiles")),
+    ],
     "speed.orders_by_age_gender_1m": [
         (("speed.purchases",), speed_transforms.orders_by_window_sql("speed.purchases")),
     ],
@@ -91,17 +94,25 @@ def register_views(spark: SparkSession, existing: set[str]) -> None:
         for needs, sql in alternatives:
             if set(needs) <= existing:
                 spark.sql(f"CREATE DATABASE IF NOT EXISTS {view.split('.')[0]}")
-                spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+                forget(spark, view)
+                spark.sql(f"CREATE VIEW {view} AS {sql}")
                 break
 
 
 def _register(spark: SparkSession, settings: Settings, name: str) -> None:
     database = name.split(".")[0]
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-    # external tables: dropping the catalog entry leaves the files; re-creating it makes the name
-    # point at this lake even if the session registered another lake's table before (tests)
-    spark.sql(f"DROP TABLE IF EXISTS {name}")
+    # re-creating the entry makes the name point at this lake even if the session registered
+    # another lake's table before (tests)
+    forget(spark, name)
     spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
+
+
+def forget(spark: SparkSession, name: str) -> None:
+    """Drop the session's catalog entry of a table or view; a table's files stay (external)."""
+    if spark.catalog.tableExists(name):
+        kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
+        spark.sql(f"DROP {kind} {name}")
 
 
 def ensure_table(spark: SparkSession, settings: Settings, spec: TableSpec | str) -> str:

@@ -1,7 +1,7 @@
 """SQL for analysts: run a statement over the lake's tables and format the answer.
 
 Backs `orderlake sql "QUERY" [--format table|csv|json]` and `orderlake tables`. Any Spark SQL
-works, including Delta time travel (``SELECT ... FROM speed.users VERSION AS OF 3``). A bad
+works, including Delta time travel (``SELECT ... FROM speed.purchases VERSION AS OF 3``). A bad
 statement becomes one readable line (Spark's error class and message), never a stack trace.
 """
 

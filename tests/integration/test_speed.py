@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from delta.tables import DeltaTable
@@ -115,3 +116,28 @@ def test_speed_tables_write_a_log_checkpoint_every_100_commits_not_every_10(spar
     version = lake.latest_version(settings, schemas.SPEED_QUARANTINE.name)
     lake.ensure_table(spark, settings, schemas.SPEED_QUARANTINE)
     assert lake.latest_version(settings, schemas.SPEED_QUARANTINE.name) == version
+
+
+def test_a_lake_with_the_older_speed_users_table_keeps_its_profiles(spark, tmp_path):
+    """speed.users was a table before speed.user_profiles; the speed layer turns its rows into
+    the first stored versions and moves the old directory aside (the view takes the name)."""
+    settings = Settings(home=tmp_path / "home")
+    old = lake.table_path(settings, "speed.users")
+    when = datetime(2015, 11, 1)
+    rows = [(uid, 3, 1, "25-29", "female", when, "tmall.user_profiles", 0, uid) for uid in (1, 2)]
+    spark.createDataFrame(rows, schemas.USERS).write.format("delta").save(str(old))
+    lake.register_tables(spark, settings)  # as a session started on that lake registers it
+
+    layer = speed.SpeedLayer(spark, settings, "app")
+
+    assert not old.exists()
+    assert [p.name.split("-")[0] for p in (settings.lake_dir / "_retired").iterdir()] == [
+        "speed.users"
+    ]
+    assert "speed.users" not in lake.discovered_tables(settings)
+    assert sorted(r["user_id"] for r in spark.table("speed.users").collect()) == [1, 2]
+    assert table(spark, settings, schemas.SPEED_USER_PROFILES).count() == 2
+    assert layer.users.rows.count() == 2
+    # a second start finds nothing to move
+    speed.SpeedLayer(spark, settings, "app")
+    assert table(spark, settings, schemas.SPEED_USER_PROFILES).count() == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -277,12 +278,36 @@ def test_only_first_and_newer_changed_profiles_are_stored(spark):
         (5, 6, 6),  # newer and changed
     )
     got = transforms.profiles_to_store(batch, stored)
-    assert {(r["user_id"], r["age_range"], r["_known"]) for r in got.collect()} == {
-        (3, 2, False),
-        (4, 2, False),
-        (5, 6, True),
-    }
-    assert got.columns == [*batch.columns, "_known"]
+    assert {(r["user_id"], r["age_range"]) for r in got.collect()} == {(3, 2), (4, 2), (5, 6)}
+    assert got.columns == batch.columns
+
+
+def test_the_users_view_shows_each_users_newest_stored_profile(spark):
+    """speed.users over speed.user_profiles: newest by updated_at, then Kafka position."""
+    rows = [  # user, age_range, updated_at day, partition, offset
+        (1, 3, 5, 0, 10),
+        (1, 6, 6, 0, 2),  # newer updated_at wins over a later offset
+        (2, 4, 5, 0, 7),
+        (2, 5, 5, 1, 3),  # same updated_at: the later Kafka position wins
+        (3, 2, 1, 0, 1),
+    ]
+    profiles = spark.createDataFrame(
+        [
+            (u, a, 1, "x", "female", datetime(2015, 11, day), contracts.TOPIC_PROFILES, p, o)
+            for u, a, day, p, o in rows
+        ],
+        schemas.USERS,
+    )
+    profiles.createOrReplaceTempView("profile_versions")
+    users = spark.sql(transforms.latest_users_sql("profile_versions"))
+    assert users.columns == profiles.columns
+    newest = {(1, 6), (2, 5), (3, 2)}
+    assert {(r["user_id"], r["age_range"]) for r in users.collect()} == newest
+    # the dashboard runs the same view SQL in DuckDB
+    con = duckdb.connect()
+    con.register("profile_versions", profiles.toPandas())
+    answer = con.execute(transforms.latest_users_sql("profile_versions")).fetchall()
+    assert {(row[0], row[1]) for row in answer} == newest
 
 
 def test_purchases_without_profile_count_as_unknown(spark):

@@ -2,13 +2,13 @@
 
 One Structured Streaming query reads both topics (a Kafka source each) and parses them against
 the contract (parsed_stream). Before it starts, the profiles Kafka holds beyond what it
-processed are stored in speed.users (preload_profiles: a backlog's purchases then find their
+processed are stored (preload_profiles: a backlog's purchases then find their
 users' profiles). Each micro-batch, in this order:
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
-  2. profiles                -> speed.users (latest per user by updated_at): appended when
-                                all are new users, merged when known users changed; the stored
-                                profiles stay in memory too (StoredUsers), so no micro-batch
-                                reads the table
+  2. profiles                -> speed.user_profiles: a user's first profile and each newer one
+                                that changes it, appended (the view speed.users is the latest
+                                per user by updated_at); the latest stay in memory too
+                                (StoredUsers), so no micro-batch reads the table
   3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
@@ -22,11 +22,11 @@ for its counts (a MERGE costs about 2 s here, an append about 0.5 s).
 
 Exactly once: Kafka offsets are checkpointed; the write to speed.quarantine carries a Delta
 transaction id (checkpoint's app id, batch id), so a micro-batch re-run after a crash commits it
-at most once. speed.purchases and speed.users need none: a re-run finds its own purchases among
-the counted ones and its own profiles among the stored ones, and writes nothing. (A transaction
-id would make Delta reconstruct the table's state before every write to look it up: 0.8 s of a
-10,000-record micro-batch once the de-duplication keys are in memory.) Late events count in
-their window whatever its age: nothing is dropped by a watermark.
+at most once. speed.purchases and speed.user_profiles need none: a re-run finds its own
+purchases among the counted ones and its own profiles among the stored ones, and writes nothing.
+(A transaction id would make Delta reconstruct the table's state before every write to look it
+up: 0.8 s of a 10,000-record micro-batch once the de-duplication keys are in memory.) Late
+events count in their window whatever its age: nothing is dropped by a watermark.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from orderlake.transforms import parsing
 from orderlake.transforms import speed as transforms
 
 QUERY_NAME = "speed"
+USERS_VIEW = "speed.users"  # the latest stored profile per user (lake.VIEWS)
 PROGRESS_HISTORY = 120  # micro-batches kept in the progress file
 # The streaming session writes only speed.* tables: compact their small files as it goes.
 SESSION_CONF = {
@@ -205,21 +206,21 @@ class CountedKeys:
 
 
 class StoredUsers:
-    """The rows of speed.users, in executor memory: micro-batches join purchases with them and
-    compare new profiles against them instead of reading the Delta table, which costs a
-    listing of its files every micro-batch and, after each profile write, a reconstruction of
-    the new version's state. A 10,000-record micro-batch storing new profiles: 4.4 -> 3.3 s,
-    one without: 2.4 -> 2.2 s (bench/results/speed-profiles-ab.md).
+    """The latest profile per user (the view speed.users), in executor memory: micro-batches
+    join purchases with them and compare new profiles against them instead of reading the Delta
+    table, which costs a listing of its files every micro-batch and, after each profile write, a
+    reconstruction of the new version's state. A 10,000-record micro-batch storing new
+    profiles: 4.4 -> 3.3 s, one without: 2.4 -> 2.2 s (bench/results/speed-profiles-ab.md).
 
-    Loaded when the query starts and updated after each write to the table; the speed layer is
-    its only writer.
+    Loaded when the query starts and updated after each write to speed.user_profiles; the
+    speed layer is its only writer.
     """
 
     def __init__(self, table: DataFrame):
         self.rows = lake.detached(table)
 
     def take(self, stored: DataFrame) -> None:
-        """Take in profiles just written to speed.users: each replaces its user's row."""
+        """Take in profiles just stored: each replaces its user's row."""
         kept = self.rows.join(stored.select("user_id"), "user_id", "left_anti")
         self.rows = lake.detached(kept.unionByName(stored))
 
@@ -232,19 +233,20 @@ class SpeedLayer:
         self.settings = settings
         self.app_id = app_id
         self.batch_stats: dict[int, dict] = {}
+        retire_users_table(spark, settings)
         for spec in schemas.SPEED_TABLES:
             lake.ensure_table(spark, settings, spec)
         # purchases counted under unknown that a late profile could still move (an upper bound:
         # a re-run batch may add its rows twice); zero in the steady state, which skips the
         # restate step's Spark jobs in every micro-batch
         self.waiting = self._count_waiting(spark)
-        # {profiles partition: (first, end) offsets} whose records preload_profiles stored in
-        # speed.users already: a micro-batch with no valid profile outside skips the users step
+        # {profiles partition: (first, end) offsets} whose records preload_profiles stored
+        # already: a micro-batch with no valid profile outside skips the users step
         self.profiles_preloaded: dict[int, tuple[int, int]] = {}
         self.counted_keys = CountedKeys(
             lake.read(spark, settings, SPEED_PURCHASES_TABLE.name), settings.speed_counted_keys
         )
-        self.users = StoredUsers(lake.read(spark, settings, schemas.SPEED_USERS.name))
+        self.users = StoredUsers(spark.table(USERS_VIEW))
 
     def path(self, spec: schemas.TableSpec) -> str:
         return str(lake.table_path(self.settings, spec.name))
@@ -282,7 +284,7 @@ class SpeedLayer:
             if stats["profiles_not_stored"]:
                 latest = parsing.latest_profiles(profiles)
                 with self._step("users"):
-                    self.upsert_users(spark, latest)
+                    self.store_profiles(latest)
                 if self.waiting:
                     with self._step("restate"):
                         restate_txn = lake.Txn(f"{self.app_id}:restate", batch_id)
@@ -346,35 +348,16 @@ class SpeedLayer:
             )
         return ~preloaded
 
-    def upsert_users(self, spark: SparkSession, latest: DataFrame) -> int:
-        """Store the latest profiles that are newer than the stored ones (older and re-sent
-        identical profiles cost no write, and a re-run micro-batch finds its own). When every
-        one is of a user seen for the first time, an append (about a third of a MERGE's time
-        here); when known users changed, one MERGE for all. Returns the number of profiles
-        stored."""
+    def store_profiles(self, latest: DataFrame) -> int:
+        """Append the latest profiles that are newer than the stored ones (older and re-sent
+        identical profiles cost no write, and a re-run micro-batch finds its own) to
+        speed.user_profiles. Returns the number of profiles stored."""
         staged = lake.detached(transforms.profiles_to_store(latest, self.users.rows))
-        row = staged.agg(
-            F.count("*").alias("staged"), F.max(F.col("_known")).alias("any_known")
-        ).first()
-        if not row["staged"]:
-            return 0
-        rows = staged.drop("_known")
-        if not row["any_known"]:
-            lake.append(rows, self.settings, schemas.SPEED_USERS.name)
-        else:
-            # as profiles_to_store decided
-            position = "struct({0}.updated_at, {0}.partition, {0}.offset)"
-            newer = f"{position.format('s')} > {position.format('t')}"
-            (
-                DeltaTable.forPath(spark, self.path(schemas.SPEED_USERS))
-                .alias("t")
-                .merge(rows.alias("s"), "t.user_id = s.user_id")
-                .whenMatchedUpdateAll(condition=newer)
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
-        self.users.take(rows)
-        return row["staged"]
+        stored = staged.count()
+        if stored:
+            lake.append(staged, self.settings, schemas.SPEED_USER_PROFILES.name)
+            self.users.take(staged)
+        return stored
 
     def _waiting_purchases(self, spark: SparkSession) -> DataFrame:
         """Purchases counted under unknown whose user's profile has not arrived yet; file
@@ -528,16 +511,34 @@ class ProgressWriter(StreamingQueryListener):
         tmp.replace(self.path)  # readers never see a half-written file
 
 
+def retire_users_table(spark: SparkSession, settings: Settings) -> None:
+    """A lake from before speed.user_profiles (up to 2026-12-01) kept the latest profiles in a
+    table speed.users, where the view of that name now goes: its rows become the first stored
+    versions, and its directory moves to <lake>/_retired/ (kept, no longer a table)."""
+    old = lake.table_path(settings, USERS_VIEW)
+    if not (old / "_delta_log").is_dir():
+        return
+    rows = lake.detached(spark.read.format("delta").load(str(old)))
+    lake.forget(spark, USERS_VIEW)
+    lake.ensure_table(spark, settings, schemas.SPEED_USER_PROFILES)
+    # at most once, should the move below fail and this run again
+    txn = lake.Txn("orderlake-retire-speed-users", 0)
+    lake.append(rows, settings, schemas.SPEED_USER_PROFILES.name, txn)
+    retired = settings.lake_dir / "_retired" / f"speed.users-{int(time.time())}"
+    retired.parent.mkdir(parents=True, exist_ok=True)
+    old.rename(retired)
+
+
 def preload_profiles(
     spark: SparkSession, settings: Settings, layer: SpeedLayer, processed: dict
 ) -> dict:
-    """Profiles Kafka holds past the offsets the query last processed -> speed.users, before
-    the query starts.
+    """Profiles Kafka holds past the offsets the query last processed -> speed.user_profiles,
+    before the query starts.
 
     Catching up on a backlog, maxOffsetsPerTrigger gives each micro-batch a share of both
     topics in proportion to what they hold, so most purchases would be read before their
     users' profiles, counted under unknown and moved by the restate step later (5 s of a 10 s
-    micro-batch in the benchmark's backlog). speed.users keeps the newest profile by
+    micro-batch in the benchmark's backlog). speed.users shows the newest profile by
     updated_at whatever order profiles come in, and a purchase takes the profile known when
     it is counted, as the batch layer takes the newest: storing them early brings the speed
     layer closer to it. The query still reads every profile record (a stored one again costs
@@ -567,7 +568,7 @@ def preload_profiles(
         .load()
     )
     latest = parsing.latest_profiles(parsing.parse_profiles(records))
-    stored = layer.upsert_users(spark, latest)
+    stored = layer.store_profiles(latest)
     if layer.waiting:  # purchases counted before a crash or stop may wait for these profiles
         layer.restate_late_profiles(spark, latest, txn=None)
     layer.profiles_preloaded = {p: (starts[p], ends[p]) for p in ends}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from orderlake import contracts
+from orderlake import contracts, schemas
 
 
 def batch_purchases(parsed_actions: DataFrame) -> DataFrame:
@@ -41,9 +41,9 @@ def not_counted_before(purchases: DataFrame, counted: DataFrame) -> DataFrame:
 
 
 def profiles_to_store(latest: DataFrame, stored: DataFrame) -> DataFrame:
-    """The rows of ``latest`` (parsing.latest_profiles) speed.users must take, with ``_known``
-    (the user has a stored profile): a user's first profile, or one newer than the stored one
-    (by updated_at, then Kafka position, as latest_profiles orders them) that changes it.
+    """The rows of ``latest`` (parsing.latest_profiles) speed.user_profiles must take: a user's
+    first profile, or one newer than the stored one (by updated_at, then Kafka position, as
+    latest_profiles orders them) that changes it.
 
     An older profile, as a backlog read after preload brings, and an identical one sent again
     are left out, so they cost no write.
@@ -53,11 +53,26 @@ def profiles_to_store(latest: DataFrame, stored: DataFrame) -> DataFrame:
     current = stored.select("user_id", position.alias("_position"), content.alias("_content"))
     known = F.col("_position").isNotNull()
     newer = ~known | ((position > F.col("_position")) & ~content.eqNullSafe(F.col("_content")))
-    return (
-        latest.join(current, "user_id", "left")
-        .where(newer)
-        .select(*latest.columns, known.alias("_known"))
-    )
+    return latest.join(current, "user_id", "left").where(newer).select(*latest.columns)
+
+
+def latest_users_sql(profiles: str) -> str:
+    """SQL of the latest stored profile per user over a table of stored profile versions
+    (speed.user_profiles): the body of the view speed.users. Newest by updated_at, then Kafka
+    position, the order profiles_to_store stores them in. Spark's and DuckDB's SQL (the
+    dashboard runs the views too): ``partition`` and ``offset`` are keywords, named qualified."""
+    columns = ", ".join(f"v.{c}" for c in schemas.USERS.fieldNames())
+    return f"""
+        SELECT {columns}
+        FROM (
+            SELECT p.*,
+                   ROW_NUMBER() OVER (
+                       PARTITION BY p.user_id
+                       ORDER BY p.updated_at DESC, p.partition DESC, p.offset DESC
+                   ) AS _newest
+            FROM {profiles} AS p
+        ) AS v
+        WHERE v._newest = 1"""
 
 
 def assign_buckets(
