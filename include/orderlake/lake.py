@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
 
 from orderlake.schemas import TABLES, TableSpec
 from orderlake.settings import Settings
@@ -169,6 +172,26 @@ def detached(df: DataFrame) -> DataFrame:
     garbage-collected in the driver.
     """
     return df.localCheckpoint()
+
+
+def collected(df: DataFrame) -> list[tuple]:
+    """The rows of ``df`` in the driver as plain tuples, through Arrow (Row objects cost a
+    pickle round trip per row: 500,000 counted keys took seconds)."""
+    table = df.toArrow()
+    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+
+def local_frame(spark: SparkSession, rows: list[tuple], schema: StructType) -> DataFrame:
+    """A DataFrame of rows the driver holds, handed to Spark through Arrow: no Python worker
+    processes (createDataFrame of a list starts them: 0.5 s for 600 rows here)."""
+    arrow_schema = to_arrow_schema(schema)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    arrays = [
+        pa.array(values, type=field.type)
+        for values, field in zip(columns, arrow_schema, strict=True)
+    ]
+    table = pa.Table.from_arrays(arrays, schema=arrow_schema)
+    return spark.createDataFrame(table, schema=schema)
 
 
 def overwrite(

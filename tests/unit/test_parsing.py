@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from orderlake import contracts, schemas
+from orderlake import contracts, lake, schemas
 from orderlake.transforms import parsing
 from orderlake.transforms import speed as transforms
 
@@ -223,6 +223,28 @@ def test_latest_profile_wins_by_updated_at_then_offset(spark):
     assertDataFrameEqual(got, expected)
 
 
+def purchases_in(spark, values) -> list[transforms.Purchase]:
+    """The valid purchases among literal action records, as a micro-batch collects them."""
+    records_ = transforms.purchase_records(parsing.parse_actions(records(spark, list(values))))
+    return [transforms.Purchase(*row) for row in lake.collected(records_)]
+
+
+def test_only_valid_purchases_are_collected_with_times_in_epoch_microseconds(spark):
+    values = [GOOD_ACTION, with_(action_type=0, event_id="click"), with_(user_id="x")]
+    got = purchases_in(spark, values)
+    event_time = datetime(2015, 11, 11, 10, 0, 0, 123000, tzinfo=UTC)
+    assert got == [
+        transforms.Purchase(
+            GOOD_ACTION["event_id"],
+            7,
+            int(event_time.timestamp() * 1_000_000),
+            0,
+            0,
+            int(KAFKA_TIME.timestamp() * 1_000_000),
+        )
+    ]
+
+
 def test_batch_purchases_keep_one_row_per_event_id(spark):
     values = [
         GOOD_ACTION,
@@ -230,28 +252,31 @@ def test_batch_purchases_keep_one_row_per_event_id(spark):
         GOOD_ACTION,  # a Flume duplicate, later offset
         with_(event_id="other"),
     ]
-    got = transforms.batch_purchases(parsing.parse_actions(records(spark, values)))
-    rows = {r["event_id"]: r["offset"] for r in got.collect()}
+    # the earliest Kafka record wins whatever order the rows come in
+    got = transforms.first_per_event(reversed(purchases_in(spark, values)))
+    rows = {p.event_id: p.offset for p in got}
     assert rows == {GOOD_ACTION["event_id"]: 0, "other": 3}
 
 
 def test_a_purchase_is_a_duplicate_only_of_a_counted_one_with_its_event_id_and_time(spark):
-    def purchases(*values):
-        return transforms.batch_purchases(parsing.parse_actions(records(spark, list(values))))
-
     at = "2015-11-11T10:00:01Z"
-    batch = purchases(
-        with_(event_id="redelivered", event_time=at),
-        with_(event_id="same-id-other-time", event_time=at),
-        with_(event_id="new", event_time=at),
+    batch = purchases_in(
+        spark,
+        [
+            with_(event_id="redelivered", event_time=at),
+            with_(event_id="same-id-other-time", event_time=at),
+            with_(event_id="new", event_time=at),
+        ],
     )
-    counted = purchases(
-        with_(event_id="redelivered", event_time=at),
-        with_(event_id="same-id-other-time", event_time="2015-11-11T10:00:02Z"),
+    counted = purchases_in(
+        spark,
+        [
+            with_(event_id="redelivered", event_time=at),
+            with_(event_id="same-id-other-time", event_time="2015-11-11T10:00:02Z"),
+        ],
     )
-    got = transforms.not_counted_before(batch, counted)
-    assert sorted(r["event_id"] for r in got.collect()) == ["new", "same-id-other-time"]
-    assert got.columns == batch.columns
+    got = transforms.not_counted_before(batch, {p.key for p in counted})
+    assert sorted(p.event_id for p in got) == ["new", "same-id-other-time"]
 
 
 def test_only_first_and_newer_changed_profiles_are_stored(spark):
@@ -310,20 +335,60 @@ def test_the_users_view_shows_each_users_newest_stored_profile(spark):
     assert {(row[0], row[1]) for row in answer} == newest
 
 
-def test_purchases_without_profile_count_as_unknown(spark):
-    purchases = transforms.batch_purchases(
-        parsing.parse_actions(records(spark, [GOOD_ACTION, with_(event_id="b", user_id=99)]))
-    )
+def buckets_of(spark, profiles) -> dict[int, tuple[str, str]]:
+    """{user_id: (age bracket, gender)} of literal profile records, as StoredUsers holds it."""
     users = parsing.latest_profiles(
-        parsing.parse_profiles(records(spark, [GOOD_PROFILE], contracts.TOPIC_PROFILES))
+        parsing.parse_profiles(records(spark, profiles, contracts.TOPIC_PROFILES))
     )
-    counted = transforms.assign_buckets(purchases, users, batch_id=5)
+    rows = lake.collected(users.select("user_id", "age_bracket", "gender_label"))
+    return {user: (bracket, gender) for user, bracket, gender in rows}
+
+
+def counted_frame(spark, purchases, buckets, batch_id):
+    rows = transforms.assign_buckets(purchases, buckets)
+    bucketed = lake.local_frame(spark, rows, transforms.BUCKETED)
+    return transforms.counted_rows(bucketed, batch_id)
+
+
+def test_purchases_without_profile_count_as_unknown(spark):
+    purchases = purchases_in(spark, [GOOD_ACTION, with_(event_id="b", user_id=99)])
+    buckets = buckets_of(spark, [GOOD_PROFILE])
+    rows = transforms.assign_buckets(purchases, buckets)
+    got = {row[1]: row[-3:] for row in rows}
+    assert got == {7: ("25-29", "female", True), 99: ("unknown", "unknown", False)}
+    assert all(len(row) == len(transforms.BUCKETED) for row in rows)
+
+
+def test_counted_rows_are_rows_of_speed_purchases(spark):
+    purchases = purchases_in(spark, [GOOD_ACTION, with_(event_id="b", user_id=99)])
+    counted = counted_frame(spark, purchases, buckets_of(spark, [GOOD_PROFILE]), batch_id=5)
+    assert counted.schema.fieldNames() == schemas.SPEED_PURCHASES.fieldNames()
     got = {
-        r["user_id"]: (r["age_bracket"], r["gender"], r["profile_found"], r["batch_id"])
+        r["user_id"]: (
+            r["event_time"],
+            r["event_date"],
+            r["window_start"],
+            r["kafka_timestamp"],
+            r["age_bracket"],
+            r["gender"],
+            r["profile_found"],
+            r["batch_id"],
+        )
         for r in counted.collect()
     }
-    assert got == {7: ("25-29", "female", True, 5), 99: ("unknown", "unknown", False, 5)}
-    assert counted.schema.fieldNames() == schemas.SPEED_PURCHASES.fieldNames()
+    # collect() gives the session's UTC times as naive datetimes in the machine's time zone:
+    # compare through epoch seconds
+    event_time = datetime(2015, 11, 11, 10, 0, 0, 123000, tzinfo=UTC)
+    minute = event_time.replace(second=0, microsecond=0)
+    for found, (bracket, gender) in ((True, ("25-29", "female")), (False, ("unknown",) * 2)):
+        row = got[7 if found else 99]
+        assert [t.timestamp() for t in (row[0], row[2], row[3])] == [
+            event_time.timestamp(),
+            minute.timestamp(),
+            KAFKA_TIME.timestamp(),
+        ]
+        assert row[1] == date(2015, 11, 11)
+        assert row[4:] == (bracket, gender, found, 5)
 
 
 def test_orders_by_window_counts_per_minute(spark):
@@ -332,11 +397,9 @@ def test_orders_by_window_counts_per_minute(spark):
         with_(event_id="b", event_time="2015-11-11T10:00:59.999Z"),
         with_(event_id="c", event_time="2015-11-11T10:01:00Z"),
     ]
-    purchases = transforms.batch_purchases(parsing.parse_actions(records(spark, values)))
-    users = parsing.latest_profiles(
-        parsing.parse_profiles(records(spark, [GOOD_PROFILE], contracts.TOPIC_PROFILES))
-    )
-    transforms.assign_buckets(purchases, users, 0).createOrReplaceTempView("counted_purchases")
+    purchases = purchases_in(spark, values)
+    counted = counted_frame(spark, purchases, buckets_of(spark, [GOOD_PROFILE]), batch_id=0)
+    counted.createOrReplaceTempView("counted_purchases")
     counts = spark.sql(transforms.orders_by_window_sql("counted_purchases"))
     got = sorted(
         (r["window_start"].minute, r["window_end"].minute, r["event_date"], r["orders"])

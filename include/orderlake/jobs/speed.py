@@ -12,9 +12,11 @@ users' profiles). Each micro-batch, in this order:
   3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
-  4. purchases, de-duplicated by (event_id, event_time) against the purchases counted in the
-     batch's event-time range -> speed.purchases (one row per counted purchase, with its bucket);
-     the keys of recently counted purchases stay in memory (CountedKeys), so a micro-batch reads
+  4. purchases, collected to the driver (about one record in 16: ~6,000 at the default
+     100,000 offsets per trigger), de-duplicated by (event_id, event_time) against the
+     purchases counted in the batch's event-time range and given their user's bucket in plain
+     Python -> speed.purchases (one row per counted purchase, with its bucket); the keys of
+     recently counted purchases stay in memory (CountedKeys), so a micro-batch reads
      speed.purchases for this only when it holds purchases older than what memory covers
 The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purchases: counting
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
@@ -142,79 +144,63 @@ def app_id(checkpoint: Path) -> str:
 
 
 class CountedKeys:
-    """(event_id, event_time) of the purchases in speed.purchases, in executor memory: a
+    """(event_id, event_time) of the purchases in speed.purchases, in driver memory by minute: a
     micro-batch de-duplicates against them instead of reading the Delta table, which makes Delta
     reconstruct the new version's state and skip files (three Spark jobs, about 0.8 s of a
     3.7 s micro-batch of 10,000 records; bench/results/speed-ab-counted-keys-no-txn-10k.md).
 
     Complete for event times at or after ``since`` (None: for all): loaded from the table when
-    the query starts, extended by each micro-batch's counted rows once they are committed, and,
-    past ``limit`` rows, trimmed to the newer half by event time. The speed layer is the only
-    writer of speed.purchases, and nothing changes a counted row's key, so the keys cannot go
-    stale. A micro-batch with purchases older than ``since`` reads the table as before.
+    the query starts, extended by each micro-batch's counted keys once they are committed, and,
+    past ``limit`` keys, trimmed to the newest minutes holding at most half of it. The speed
+    layer is the only writer of speed.purchases, and nothing changes a counted row's key, so the
+    keys cannot go stale. A micro-batch with purchases older than ``since`` reads the table.
+    About 200 bytes a key: the default limit of 500,000 is ~100 MB of the driver's Python.
     """
 
-    COLUMNS = ("event_id", "event_time")
-    CONSOLIDATE_EVERY = 10  # micro-batches: fewer, larger pieces for the anti-join to scan
+    MINUTE = 60_000_000  # microseconds
 
     def __init__(self, table: DataFrame, limit: int):
         self.limit = limit
-        self.since: datetime | None = None
-        keys = table.select(*self.COLUMNS)
+        self.since: int | None = None  # epoch microseconds
+        self.rows = 0
+        self._minutes: dict[int, set[tuple[str, int]]] = {}
+        keys = table.select("event_id", F.unix_micros("event_time"))
         rows = keys.count()  # Delta answers this from file statistics
         if rows > limit:
-            self.since = self._cutoff(keys, rows)
-            keys = keys.where(F.col("event_time") >= self.since)
-        self._rebuild(keys)
+            share = min(1.0, limit / 2 / rows)
+            cutoff = keys.select(F.percentile_approx(keys.columns[1], 1 - share)).first()[0]
+            keys = keys.where(F.col(keys.columns[1]) >= cutoff - cutoff % self.MINUTE)
+            self.since = cutoff - cutoff % self.MINUTE
+        self.add(lake.collected(keys))
 
-    def covers(self, earliest: datetime) -> bool:
-        return self.since is None or earliest >= self.since
+    def covers(self, earliest_us: int) -> bool:
+        return self.since is None or earliest_us >= self.since
 
-    def in_range(self, times: tuple[datetime, datetime]) -> DataFrame:
-        """Keys of the purchases counted in an event-time range (as the table read), and
-        maybe some outside it: only the base is filtered. The pieces of the last few
-        micro-batches are small, and a filter on each would be code compiled anew every
-        micro-batch (the range's bounds are literals in the generated code)."""
-        keys = self.base.where(F.col("event_time").between(*times))
-        for piece in self.pieces:
-            keys = keys.unionByName(piece)
-        return keys
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._minutes.get(key[1] - key[1] % self.MINUTE, ())
 
-    def add(self, counted: DataFrame, rows: int) -> None:
-        """Take in a committed micro-batch's rows (``counted`` is detached: no recomputation)."""
-        self.pieces.append(counted.select(*self.COLUMNS).coalesce(1))
-        self.rows += rows
-        if len(self.pieces) >= self.CONSOLIDATE_EVERY or self.rows > self.limit:
-            keys = self._all()
-            if self.rows > self.limit:
-                cutoff = self._cutoff(keys, self.rows)
-                self.since = cutoff if self.since is None else max(self.since, cutoff)
-                keys = keys.where(F.col("event_time") >= self.since)
-            self._rebuild(keys)
-
-    def _rebuild(self, keys: DataFrame) -> None:
-        self.base = lake.detached(keys)
-        self.pieces: list[DataFrame] = []
-        self.rows = self.base.count()
-
-    def _all(self) -> DataFrame:
-        keys = self.base
-        for piece in self.pieces:
-            keys = keys.unionByName(piece)
-        return keys
-
-    def _cutoff(self, keys: DataFrame, rows: int) -> datetime:
-        """The event time above which about half the limit's rows lie."""
-        share = min(1.0, self.limit / 2 / rows)
-        return keys.select(F.percentile_approx("event_time", 1 - share)).first()[0]
+    def add(self, keys: list[tuple[str, int]]) -> None:
+        """Take in committed keys; past the limit, drop the oldest minutes."""
+        for key in keys:
+            self._minutes.setdefault(key[1] - key[1] % self.MINUTE, set()).add(key)
+        self.rows += len(keys)
+        if self.rows <= self.limit:
+            return
+        for minute in sorted(self._minutes)[:-1]:
+            if self.rows <= self.limit // 2:
+                break
+            self.rows -= len(self._minutes.pop(minute))
+        oldest = min(self._minutes)
+        self.since = oldest if self.since is None else max(self.since, oldest)
 
 
 class StoredUsers:
-    """The latest profile per user (the view speed.users), in executor memory: micro-batches
-    join purchases with them and compare new profiles against them instead of reading the Delta
-    table, which costs a listing of its files every micro-batch and, after each profile write, a
-    reconstruction of the new version's state. A 10,000-record micro-batch storing new
-    profiles: 4.4 -> 3.3 s, one without: 2.4 -> 2.2 s (bench/results/speed-profiles-ab.md).
+    """The latest profile per user (the view speed.users), kept in memory twice: as a
+    DataFrame on the executors, which new profiles are compared against (a replay brings
+    hundreds of thousands), and as {user_id: (age bracket, gender)} in the driver, which each
+    micro-batch's purchases take their bucket from. Neither reads the Delta table, which costs a
+    listing of its files every micro-batch and, after each profile write, a reconstruction of
+    the new version's state (bench/results/speed-profiles-ab.md).
 
     Loaded when the query starts and updated after each write to speed.user_profiles; the
     speed layer is its only writer.
@@ -222,11 +208,18 @@ class StoredUsers:
 
     def __init__(self, table: DataFrame):
         self.rows = lake.detached(table)
+        self.buckets: dict[int, tuple[str, str]] = {}
+        self._take_buckets(self.rows)
 
     def take(self, stored: DataFrame) -> None:
-        """Take in profiles just stored: each replaces its user's row."""
+        """Take in profiles just stored (detached): each replaces its user's row."""
         kept = self.rows.join(stored.select("user_id"), "user_id", "left_anti")
         self.rows = lake.detached(kept.unionByName(stored))
+        self._take_buckets(stored)
+
+    def _take_buckets(self, profiles: DataFrame) -> None:
+        rows = lake.collected(profiles.select("user_id", "age_bracket", "gender_label"))
+        self.buckets.update((user, (bracket, gender)) for user, bracket, gender in rows)
 
 
 class SpeedLayer:
@@ -420,34 +413,41 @@ class SpeedLayer:
     ) -> tuple[int, str]:
         """Counts the batch's new purchases; returns (rows counted, where de-duplication read
         the counted keys: "memory" or "table")."""
-        purchases = transforms.batch_purchases(actions)
-        # the de-duplication set: the purchases counted in this batch's event-time range, by
-        # any batch (a re-run of this batch finds its own and counts nothing again); from
-        # memory when it covers the range, else from the table (file statistics skip the files
-        # outside the range)
-        if self.counted_keys.covers(times[0]):
-            source, counted_keys = "memory", self.counted_keys.in_range(times)
-        else:
-            source = "table"
-            counted_keys = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
-                F.col("event_time").between(*times)
-            )
-        fresh = transforms.not_counted_before(purchases, counted_keys)
         with self._step("bucket"):
-            counted = lake.detached(transforms.assign_buckets(fresh, self.users.rows, batch_id))
-            row = counted.agg(
-                F.count("*").alias("n"),
-                F.sum((~F.col("profile_found")).cast("int")).alias("unknown"),
-            ).first()
-        n = row["n"]
-        self.waiting += int(row["unknown"] or 0)
-        if n:
+            records = transforms.purchase_records(actions)
+            purchases = transforms.first_per_event(
+                transforms.Purchase(*row) for row in lake.collected(records)
+            )
+            # the de-duplication set: the purchases counted in this batch's event-time range,
+            # by any batch (a re-run of this batch finds its own and counts nothing again);
+            # from memory when it covers the range, else the batch's keys found in the table
+            # (file statistics skip the files outside the range)
+            earliest = min(p.event_time for p in purchases)
+            if self.counted_keys.covers(earliest):
+                source, counted_keys = "memory", self.counted_keys
+            else:
+                source = "table"
+                in_range = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
+                    F.col("event_time").between(*times)
+                )
+                found = in_range.select("event_id", F.unix_micros("event_time").alias("t")).join(
+                    records.select("event_id", F.col("event_time").alias("t")),
+                    ["event_id", "t"],
+                    "left_semi",
+                )
+                counted_keys = set(lake.collected(found))
+            fresh = transforms.not_counted_before(purchases, counted_keys)
+            rows = transforms.assign_buckets(fresh, self.users.buckets)
+        if rows:
             # one file per micro-batch: fewer files to list and read for the next
             # de-duplication; no transaction id: de-duplication makes the append idempotent
             with self._step("purchases"):
-                lake.append(counted.coalesce(1), self.settings, SPEED_PURCHASES_TABLE.name)
-            self.counted_keys.add(counted, n)
-        return n, source
+                bucketed = lake.local_frame(spark, rows, transforms.BUCKETED)
+                counted = transforms.counted_rows(bucketed, batch_id).coalesce(1)
+                lake.append(counted, self.settings, SPEED_PURCHASES_TABLE.name)
+            self.counted_keys.add([p.key for p in fresh])
+            self.waiting += sum(1 for row in rows if not row[-1])
+        return len(rows), source
 
 
 class ProgressWriter(StreamingQueryListener):
