@@ -12,8 +12,8 @@ users' profiles). Each micro-batch, in this order:
   3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
-  4. purchases, collected to the driver (about one record in 16: ~6,000 at the default
-     100,000 offsets per trigger), de-duplicated by (event_id, event_time) against the
+  4. purchases, collected to the driver (about one record in 16: ~25,000 at the default
+     400,000 offsets per trigger), de-duplicated by (event_id, event_time) against the
      purchases counted in the batch's event-time range and given their user's bucket in plain
      Python -> speed.purchases (one row per counted purchase, with its bucket); the keys of
      recently counted purchases stay in memory (CountedKeys), so a micro-batch reads
