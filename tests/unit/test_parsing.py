@@ -225,8 +225,8 @@ def test_latest_profile_wins_by_updated_at_then_offset(spark):
 
 def purchases_in(spark, values) -> list[transforms.Purchase]:
     """The valid purchases among literal action records, as a micro-batch collects them."""
-    records_ = transforms.purchase_records(parsing.parse_actions(records(spark, list(values))))
-    return [transforms.Purchase(*row) for row in lake.collected(records_)]
+    parsed = parsing.parse_actions(records(spark, list(values)))
+    return transforms.purchases_in(transforms.with_epoch_micros(parsed).toArrow())
 
 
 def test_only_valid_purchases_are_collected_with_times_in_epoch_microseconds(spark):

@@ -3,7 +3,12 @@
 One Structured Streaming query reads both topics (a Kafka source each) and parses them against
 the contract (parsed_stream). Before it starts, the profiles Kafka holds beyond what it
 processed are stored (preload_profiles: a backlog's purchases then find their
-users' profiles). Each micro-batch, in this order:
+users' profiles). Each micro-batch reads Kafka and parses once: an Observation counts every
+row on the way (progress statistics) while only the rows that need more than counting reach
+the driver, through Arrow: valid purchases (about one record in 16: ~25,000 at the default
+400,000 offsets per trigger), malformed records and profiles not stored yet. Nothing is
+cached; a pass that cached the batch for a statistics job and then collected from the cache
+took 1.6 times as long (bench/results/speed-ab-one-pass-400k.md). Then, in this order:
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
   2. profiles                -> speed.user_profiles: a user's first profile and each newer one
                                 that changes it, appended (the view speed.users is the latest
@@ -12,12 +17,13 @@ users' profiles). Each micro-batch, in this order:
   3. late profiles           -> purchases counted earlier under unknown (no profile yet) move to
                                 the profile's bucket in speed.purchases (only while such
                                 purchases exist: none in the steady state)
-  4. purchases, collected to the driver (about one record in 16: ~25,000 at the default
-     400,000 offsets per trigger), de-duplicated by (event_id, event_time) against the
-     purchases counted in the batch's event-time range and given their user's bucket in plain
-     Python -> speed.purchases (one row per counted purchase, with its bucket); the keys of
-     recently counted purchases stay in memory (CountedKeys), so a micro-batch reads
-     speed.purchases for this only when it holds purchases older than what memory covers
+  4. purchases               -> de-duplicated by (event_id, event_time) against the purchases
+                                counted in the batch's event-time range and given their user's
+                                bucket in plain Python -> speed.purchases (one row per counted
+                                purchase, with its bucket); the keys of recently counted
+                                purchases stay in memory (CountedKeys), so a micro-batch reads
+                                speed.purchases for this only when it holds purchases older
+                                than what memory covers
 The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purchases: counting
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
 for its counts (a MERGE costs about 2 s here, an append about 0.5 s).
@@ -42,9 +48,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import KafkaException
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
@@ -263,36 +271,35 @@ class SpeedLayer:
         self._steps: dict[str, int] = {}
         spark = batch.sparkSession
         txn = lake.Txn(self.app_id, batch_id)
-        # read Kafka and parse once: every write below reuses these cached rows
+        # One pass over the micro-batch: Kafka is read and parsed once, an Observation counts
+        # every row on the way, and only the rows that need more than counting reach the
+        # driver (purchases, malformed records, profiles not stored yet: about one in 16). The
+        # other ~94% of the records never leave the executors and are never cached.
         with self._step("plan"):
-            batch = batch.persist()
-            actions = batch.where(F.col("topic") == TOPIC_ACTIONS).select(*parsing.ACTION_COLUMNS)
-            profiles = batch.where(F.col("topic") == TOPIC_PROFILES).select(
-                *parsing.PROFILE_COLUMNS
-            )
-        try:
-            with self._step("parse"):
-                stats = self._batch_stats(batch)
-            if stats["quarantined"]:
-                quarantined = parsing.quarantine_rows(actions, "speed").unionByName(
-                    parsing.quarantine_rows(profiles, "speed")
-                )
-                with self._step("quarantine"):
-                    lake.append(quarantined, self.settings, schemas.SPEED_QUARANTINE.name, txn)
-            if stats["profiles_not_stored"]:
-                latest = parsing.latest_profiles(profiles)
-                with self._step("users"):
-                    self.store_profiles(latest)
-                if self.waiting:
-                    with self._step("restate"):
-                        restate_txn = lake.Txn(f"{self.app_id}:restate", batch_id)
-                        self.restate_late_profiles(spark, latest, restate_txn)
-            counted, dedup_read = 0, None
-            times = (stats.pop("purchase_time_min", None), stats.pop("purchase_time_max", None))
-            if stats["purchases"]:
-                counted, dedup_read = self._count_purchases(spark, actions, times, batch_id)
-        finally:
-            batch.unpersist()
+            observation = Observation(f"speed-batch-{batch_id}")
+            kept = self._kept_rows(batch.observe(observation, *self._stat_columns()))
+        with self._step("parse"):
+            rows = kept.toArrow()
+            stats = self._stats(observation.get)
+        invalid = rows.filter(pc.is_valid(rows["reason"]))
+        if invalid.num_rows:
+            with self._step("quarantine"):
+                quarantined = parsing.quarantine_rows(self._frame(spark, invalid, kept), "speed")
+                lake.append(quarantined, self.settings, schemas.SPEED_QUARANTINE.name, txn)
+        valid = pc.is_null(rows["reason"])
+        profiles = rows.filter(pc.and_(valid, pc.equal(rows["topic"], TOPIC_PROFILES)))
+        if profiles.num_rows:
+            latest = parsing.latest_profiles(self._frame(spark, profiles, kept))
+            with self._step("users"):
+                self.store_profiles(latest)
+            if self.waiting:
+                with self._step("restate"):
+                    restate_txn = lake.Txn(f"{self.app_id}:restate", batch_id)
+                    self.restate_late_profiles(spark, latest, restate_txn)
+        purchases = transforms.purchases_in(rows)
+        counted, dedup_read = 0, None
+        if purchases:
+            counted, dedup_read = self._count_purchases(spark, purchases, batch_id)
         committed = time.time()
         stats.update(
             batch_id=batch_id,
@@ -310,30 +317,46 @@ class SpeedLayer:
             stats["event_time_max"] = stats["event_time_max"].isoformat()
         self.batch_stats[batch_id] = stats
 
-    def _batch_stats(self, batch: DataFrame) -> dict:
-        """Row counts, time ranges and the dates of the batch's purchases, in one Spark job over
-        the parsed rows of both topics."""
+    def _kept_rows(self, batch: DataFrame) -> DataFrame:
+        """The parsed rows a micro-batch does more with than count: valid purchases, malformed
+        records of either topic and profiles outside the ranges preload_profiles stored."""
+        action = F.col("topic") == TOPIC_ACTIONS
+        invalid = F.col("reason").isNotNull()
+        purchase = action & (F.col("action_type") == ACTION_PURCHASE)
+        kept = batch.where(invalid | purchase | (~action & self._not_preloaded()))
+        return transforms.with_epoch_micros(kept)
+
+    def _stat_columns(self) -> list[Column]:
+        """Row counts and time ranges of a micro-batch, observed while its rows are read."""
         action = F.col("topic") == TOPIC_ACTIONS
         valid = F.col("reason").isNull()
         buy = action & valid & (F.col("action_type") == ACTION_PURCHASE)
         not_stored = ~action & valid & self._not_preloaded()
-        row = batch.agg(
+        return [
             F.sum(action.cast("int")).alias("actions"),
-            F.count("*").alias("rows"),
+            F.count(F.lit(1)).alias("rows"),
             F.sum((~valid).cast("int")).alias("quarantined"),
             F.sum(buy.cast("int")).alias("purchases"),
             F.sum(not_stored.cast("int")).alias("profiles_not_stored"),
             F.max(F.when(action, F.col("event_time"))).alias("event_time_max"),
             F.min("kafka_timestamp").alias("kafka_ts_min"),
             F.max("kafka_timestamp").alias("kafka_ts_max"),
-            F.min(F.when(buy, F.col("event_time"))).alias("purchase_time_min"),
-            F.max(F.when(buy, F.col("event_time"))).alias("purchase_time_max"),
-        ).first()
-        stats = row.asDict() if row else {}
+        ]
+
+    @staticmethod
+    def _stats(observed: dict) -> dict:
+        stats = dict(observed)
         for key in ("actions", "rows", "quarantined", "purchases", "profiles_not_stored"):
             stats[key] = int(stats.get(key) or 0)
         stats["profiles"] = stats["rows"] - stats["actions"]
+        for key in ("event_time_max", "kafka_ts_min", "kafka_ts_max"):
+            stats.setdefault(key, None)
         return stats
+
+    @staticmethod
+    def _frame(spark: SparkSession, rows: pa.Table, kept: DataFrame) -> DataFrame:
+        """Rows the driver collected, as a DataFrame again (they are few)."""
+        return spark.createDataFrame(rows, schema=kept.schema)
 
     def _not_preloaded(self) -> Column:
         """A profile record outside the ranges preload_profiles stored."""
@@ -406,19 +429,12 @@ class SpeedLayer:
         self.waiting = self._count_waiting(spark)
 
     def _count_purchases(
-        self,
-        spark: SparkSession,
-        actions: DataFrame,
-        times: tuple[datetime, datetime],
-        batch_id: int,
+        self, spark: SparkSession, purchases: list[transforms.Purchase], batch_id: int
     ) -> tuple[int, str]:
-        """Counts the batch's new purchases; returns (rows counted, where de-duplication read
-        the counted keys: "memory" or "table")."""
+        """Counts the batch's new purchases (the valid ones it collected); returns
+        (rows counted, where de-duplication read the counted keys: "memory" or "table")."""
         with self._step("bucket"):
-            records = transforms.purchase_records(actions)
-            purchases = transforms.first_per_event(
-                transforms.Purchase(*row) for row in lake.collected(records)
-            )
+            purchases = transforms.first_per_event(purchases)
             # the de-duplication set: the purchases counted in this batch's event-time range,
             # by any batch (a re-run of this batch finds its own and counts nothing again);
             # from memory when it covers the range, else the batch's keys found in the table
@@ -428,27 +444,34 @@ class SpeedLayer:
                 source, counted_keys = "memory", self.counted_keys
             else:
                 source = "table"
-                in_range = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
-                    F.col("event_time").between(*times)
-                )
-                found = in_range.select("event_id", F.unix_micros("event_time").alias("t")).join(
-                    records.select("event_id", F.col("event_time").alias("t")),
-                    ["event_id", "t"],
-                    "left_semi",
-                )
-                counted_keys = set(lake.collected(found))
+                counted_keys = self._counted_in_table(spark, purchases)
             fresh = transforms.not_counted_before(purchases, counted_keys)
-            rows = transforms.assign_buckets(fresh, self.users.buckets)
-        if rows:
+            bucketed = transforms.assign_buckets(fresh, self.users.buckets)
+        if bucketed:
             # one file per micro-batch: fewer files to list and read for the next
             # de-duplication; no transaction id: de-duplication makes the append idempotent
             with self._step("purchases"):
-                bucketed = lake.local_frame(spark, rows, transforms.BUCKETED)
-                counted = transforms.counted_rows(bucketed, batch_id).coalesce(1)
+                frame = lake.local_frame(spark, bucketed, transforms.BUCKETED)
+                counted = transforms.counted_rows(frame, batch_id).coalesce(1)
                 lake.append(counted, self.settings, SPEED_PURCHASES_TABLE.name)
             self.counted_keys.add([p.key for p in fresh])
-            self.waiting += sum(1 for row in rows if not row[-1])
-        return len(rows), source
+            self.waiting += sum(1 for row in bucketed if not row[-1])
+        return len(bucketed), source
+
+    def _counted_in_table(
+        self, spark: SparkSession, purchases: list[transforms.Purchase]
+    ) -> set[tuple[str, int]]:
+        """The keys of ``purchases`` speed.purchases holds, read from the table: file
+        statistics skip the files outside the purchases' event-time range."""
+        times = [p.event_time for p in purchases]
+        keys = lake.local_frame(spark, [p.key for p in purchases], transforms.PURCHASE_KEY)
+        in_range = lake.read(spark, self.settings, SPEED_PURCHASES_TABLE.name).where(
+            F.col("event_time").between(
+                F.timestamp_micros(F.lit(min(times))), F.timestamp_micros(F.lit(max(times)))
+            )
+        )
+        found = in_range.select("event_id", F.unix_micros("event_time").alias("event_time_us"))
+        return set(lake.collected(found.join(keys, ["event_id", "event_time_us"], "left_semi")))
 
 
 class ProgressWriter(StreamingQueryListener):
