@@ -200,8 +200,11 @@ def _first_failure(checks: list[tuple[Column, str, str | Column | None]]) -> Col
 
 def _envelope_checks() -> list[tuple[Column, str, str | Column | None]]:
     value = F.col("value")
+    # only a record the fast path refused can be empty: the blank test (a copy of every value)
+    # cost 0.15-0.2 s of a 400,000-record parse when it ran on all of them
+    empty = value.isNull() | (F.length(F.trim(value.cast("string"))) == 0)
     return [
-        (value.isNull() | (F.length(F.trim(value.cast("string"))) == 0), "empty_record", None),
+        (F.col("_slow") & empty, "empty_record", None),
         (~F.col("_utf8"), "not_utf8", None),
         (F.col("_slow") & F.col("_v").isNull(), "not_json", None),
         (~F.col("_t").startswith("OBJECT"), "not_object", F.col("_t")),
