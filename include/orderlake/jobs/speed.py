@@ -7,8 +7,9 @@ users' profiles). Each micro-batch reads Kafka and parses once: an Observation c
 row on the way (progress statistics) while only the rows that need more than counting reach
 the driver, through Arrow: valid purchases (about one record in 16: ~25,000 at the default
 400,000 offsets per trigger), malformed records and profiles not stored yet. Nothing is
-cached; a pass that cached the batch for a statistics job and then collected from the cache
-took 1.6 times as long (bench/results/speed-ab-one-pass-400k.md). Then, in this order:
+cached: this pass catches up on a backlog at 1.29 times the records/s of one that cached the
+batch for a statistics job and collected from the cache (bench/results/speed-ab-one-pass-400k/).
+Then, in this order:
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
   2. profiles                -> speed.user_profiles: a user's first profile and each newer one
                                 that changes it, appended (the view speed.users is the latest
@@ -276,7 +277,7 @@ class SpeedLayer:
         # driver (purchases, malformed records, profiles not stored yet: about one in 16). The
         # other ~94% of the records never leave the executors and are never cached.
         with self._step("plan"):
-            observation = Observation(f"speed-batch-{batch_id}")
+            observation = Observation()  # a unique name: batch ids restart with a checkpoint
             kept = self._kept_rows(batch.observe(observation, *self._stat_columns()))
         with self._step("parse"):
             rows = kept.toArrow()
