@@ -346,6 +346,7 @@ class SpeedLayer:
 
     @staticmethod
     def _stats(observed: dict) -> dict:
+        """The observed values as the progress file keeps them (counts as ints, never None)."""
         stats = dict(observed)
         for key in ("actions", "rows", "quarantined", "purchases", "profiles_not_stored"):
             stats[key] = int(stats.get(key) or 0)
