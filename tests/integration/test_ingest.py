@@ -18,7 +18,7 @@ import pytest
 
 from orderlake import contracts
 from orderlake.stack import flume
-from orderlake.workload.spool import SpoolWriter
+from orderlake.workload.spool import SpoolWriter, generations
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -150,7 +150,7 @@ def test_rotation_by_rename_mid_stream_loses_nothing(platform, kafka_tail, tmp_p
     # ~220 bytes per action line: 40,000 actions make ~8.8 MB, so 2 MB rotates 4 times
     manifest = generate(platform, tmp_path, 40_000, 301, "--rate", "8000", "--rotate-mb", "2")
     host_dir = platform.settings.spool_dir / "host-1"
-    assert (host_dir / "actions.log.1").exists(), "the run rotated host-1's actions.log"
+    assert len(generations(host_dir, contracts.ACTIONS_FILE)) > 2, "the run rotated actions.log"
 
     wanted = expected_event_ids(manifest)
     tail = kafka_tail([contracts.TOPIC_ACTIONS])
@@ -158,6 +158,46 @@ def test_rotation_by_rename_mid_stream_loses_nothing(platform, kafka_tail, tmp_p
     missing = wanted - set(seen)
     assert not missing, f"rotation lost {len(missing)} events"
     report_duplicates("rotation", wanted, seen)
+
+
+def action_line(event_id: str) -> str:
+    return json.dumps(
+        {"event_id": event_id, "user_id": 7, "item_id": 1, "cat_id": 1, "seller_id": 1,
+         "brand_id": None, "action_type": 0, "event_time": "2015-11-11T00:00:00.000Z"}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fault", ["SIGSTOP", "SIGKILL"])
+def test_rotations_while_an_edge_is_stopped_lose_nothing(platform, kafka_tail, fault):
+    """Lines an edge agent has not read when its file is rotated, several times over, are read
+    later from the rotated generations: with the edge paused (it holds the old file open) and
+    with the edge killed (it restarts from its position file)."""
+    settings, victim = platform.settings, "flume-edge-host-1"
+    marker = f"rotate-{fault}-{time.time_ns()}"
+    wanted = [f"{marker}:{i}" for i in range(3_000)]
+    pid = platform.pid(victim)
+    with SpoolWriter(settings.spool_dir, settings.host_names) as spool:
+        for event_id in wanted[:500]:  # the edge is reading this file ...
+            spool.write("host-1", contracts.ACTIONS_FILE, action_line(event_id))
+        spool.flush()
+        os.kill(pid, getattr(signal, fault))  # ... when it stops
+        try:
+            for chunk in range(1, 6):  # five rotations while it is stopped
+                spool.rotate("host-1", contracts.ACTIONS_FILE)
+                for event_id in wanted[chunk * 500 : (chunk + 1) * 500]:
+                    spool.write("host-1", contracts.ACTIONS_FILE, action_line(event_id))
+                spool.flush()
+        finally:
+            if fault == "SIGSTOP":
+                os.kill(pid, signal.SIGCONT)
+    if fault == "SIGKILL":
+        platform.wait_restarted(victim, pid)
+
+    tail = kafka_tail([contracts.TOPIC_ACTIONS])
+    seen = wait_for_ids(tail, set(wanted))
+    missing = set(wanted) - set(seen)
+    assert not missing, f"{len(missing)} lines written across rotations never reached Kafka"
+    report_duplicates(f"rotations during {fault}", set(wanted), seen)
 
 
 def test_lines_kafka_would_refuse_do_not_wedge_the_pipeline(platform, kafka_tail):

@@ -9,19 +9,9 @@ from pathlib import Path
 import pytest
 
 from orderlake.errors import OrderlakeError, UsageError
-from orderlake.workload.spool import SEQ_FILE, SpoolWriter
+from orderlake.workload.spool import SEQ_FILE, SpoolWriter, generations
 
 HOSTS = ["host-1", "host-2"]
-
-
-def rotated_files(directory: Path, name: str) -> list[Path]:
-    """The file and its rotations, oldest first (name.K with the highest K is the oldest)."""
-    numbered = sorted(
-        (p for p in directory.glob(f"{name}.*") if p.suffix[1:].isdigit()),
-        key=lambda p: int(p.suffix[1:]),
-        reverse=True,
-    )
-    return [*numbered, directory / name]
 
 
 def test_writes_str_and_bytes_lines_as_is(tmp_path: Path) -> None:
@@ -55,7 +45,7 @@ def test_rotation_by_rename_keeps_every_line_exactly_once(tmp_path: Path) -> Non
         first_inode = (host_dir / "actions.log").stat().st_ino
         for line in lines[1:]:
             writer.write("host-1", "actions.log", line)
-    files = rotated_files(host_dir, "actions.log")
+    files = generations(host_dir, "actions.log")
     assert len(files) > 10
     assert all(p.stat().st_size <= 4096 for p in files)
     written = [line for p in files for line in p.read_text().splitlines()]
@@ -64,24 +54,61 @@ def test_rotation_by_rename_keeps_every_line_exactly_once(tmp_path: Path) -> Non
     assert files[0].stat().st_ino == first_inode
 
 
-def test_forced_rotation_shifts_older_files_up(tmp_path: Path) -> None:
+def test_a_rotated_file_is_renamed_once_to_the_next_generation(tmp_path: Path) -> None:
     host_dir = tmp_path / "host-2"
     with SpoolWriter(tmp_path, HOSTS) as writer:
         for text in ("a", "b", "c"):
             writer.write("host-2", "profiles.log", text)
+            writer.flush()
+            inode = (host_dir / "profiles.log").stat().st_ino
             writer.rotate("host-2", "profiles.log")
+            # the older generations keep their names: an agent that has not read them yet
+            # finds them where they were
+            assert (host_dir / f"profiles.log.{'abc'.index(text) + 1}").stat().st_ino == inode
         writer.write("host-2", "profiles.log", "d")
-    assert [p.name for p in rotated_files(host_dir, "profiles.log")] == [
-        "profiles.log.3",
-        "profiles.log.2",
+    assert [p.name for p in generations(host_dir, "profiles.log")] == [
         "profiles.log.1",
+        "profiles.log.2",
+        "profiles.log.3",
         "profiles.log",
     ]
-    assert [p.read_text() for p in rotated_files(host_dir, "profiles.log")] == [
+    assert [p.read_text() for p in generations(host_dir, "profiles.log")] == [
         "a\n",
         "b\n",
         "c\n",
         "d\n",
+    ]
+
+
+def test_a_generation_number_is_never_used_twice(tmp_path: Path) -> None:
+    """A shipped and deleted generation's name stays retired, also for the next writer: a new
+    file under an old name could get the old file's inode back and pass for it in Flume."""
+    host_dir = tmp_path / "host-1"
+    with SpoolWriter(tmp_path, HOSTS) as writer:
+        writer.write("host-1", "actions.log", "one")
+        writer.rotate("host-1", "actions.log")
+        writer.write("host-1", "actions.log", "two")
+        writer.rotate("host-1", "actions.log")
+    (host_dir / "actions.log.2").unlink()
+    (host_dir / "actions.log.1").unlink()
+    with SpoolWriter(tmp_path, HOSTS) as writer:
+        writer.write("host-1", "actions.log", "three")
+        writer.rotate("host-1", "actions.log")
+    assert [p.name for p in generations(host_dir, "actions.log")] == ["actions.log.3"]
+    # a rotation with nothing written renames nothing
+    with SpoolWriter(tmp_path, HOSTS) as writer:
+        writer.rotate("host-1", "actions.log")
+    assert [p.name for p in generations(host_dir, "actions.log")] == ["actions.log.3"]
+
+
+def test_generations_ignores_other_files(tmp_path: Path) -> None:
+    for name in ("actions.log", "actions.log.2", "actions.log.10", "actions.log.0",
+                 "actions.log.1.gz", "profiles.log.1", "actions.logx.1"):  # fmt: skip
+        (tmp_path / name).write_text("")
+    assert [p.name for p in generations(tmp_path, "actions.log")] == [
+        "actions.log.2",
+        "actions.log.10",
+        "actions.log",
     ]
 
 
@@ -90,7 +117,7 @@ def test_a_line_larger_than_rotate_bytes_gets_a_file_of_its_own(tmp_path: Path) 
         writer.write("host-1", "actions.log", "short")
         writer.write("host-1", "actions.log", "a much longer line")
         writer.write("host-1", "actions.log", "tail")
-    contents = [p.read_text() for p in rotated_files(tmp_path / "host-1", "actions.log")]
+    contents = [p.read_text() for p in generations(tmp_path / "host-1", "actions.log")]
     assert contents == ["short\n", "a much longer line\n", "tail\n"]
 
 

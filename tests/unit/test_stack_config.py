@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,16 @@ def properties(text: str) -> dict[str, str]:
 def test_edge_agent_tails_its_host_spool_and_routes_by_topic_header(settings):
     conf = properties(flume.render(settings, "host-2"))
     assert conf["host_2.sources.tail.type"] == "TAILDIR"
-    assert conf["host_2.sources.tail.filegroups.actions"] == (
-        f"{settings.spool_dir}/host-2/actions\\\\.log(\\\\.1)?"
-    )
+    for group, name in (("actions", "actions.log"), ("profiles", "profiles.log")):
+        # Java properties read a doubled backslash as one; TAILDIR matches file names in the dir
+        directory, _, pattern = conf[f"host_2.sources.tail.filegroups.{group}"].rpartition("/")
+        assert directory == f"{settings.spool_dir}/host-2"
+        regex = re.compile(pattern.replace("\\\\", "\\"))
+        # every rotated generation, however many rotations an agent was stopped across
+        for tailed in (name, f"{name}.1", f"{name}.2", f"{name}.17", f"{name}.1000"):
+            assert regex.fullmatch(tailed), tailed
+        for other in (f"{name}.0", f"{name}.1.gz", f"{name}.tmp", ".seq.json", f"x{name}"):
+            assert not regex.fullmatch(other), other
     assert conf["host_2.sources.tail.headers.actions.topic"] == contracts.TOPIC_ACTIONS
     assert conf["host_2.sources.tail.headers.profiles.topic"] == contracts.TOPIC_PROFILES
     assert conf["host_2.channels.ch.type"] == "file"

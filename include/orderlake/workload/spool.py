@@ -6,8 +6,12 @@
   are sustained on one core),
 - batched writes: a background flusher writes whatever is pending every ~10 ms, so a line never
   waits in memory for long, even when the caller goes idle,
-- rotation by rename (``actions.log`` -> ``actions.log.1``, older ones shifted up), never
-  copy-truncate, so a reader that follows the inode (Flume TAILDIR) loses nothing,
+- rotation by rename to a generation number that is never used again (``actions.log`` ->
+  ``actions.log.1``, the next rotation -> ``actions.log.2``, ...; older files are never renamed a
+  second time), never copy-truncate: the edge agents tail every generation, so lines a stopped
+  or slow agent has not read yet are read later wherever they are, and each rotated line is read
+  at most once more (Flume TAILDIR reads a file again from its start after a rename; the
+  duplicates are removed downstream by event_id),
 - a per-(host, file) sequence number kept in ``<spool>/<host>/.seq.json``, so repeated runs into the
   same spool continue numbering and generated event ids never repeat, not even after a crash.
 
@@ -35,6 +39,8 @@ from orderlake.errors import OrderlakeError, UsageError
 
 SEQ_FILE = ".seq.json"
 LOCK_FILE = ".lock"
+# key of a file's last rotation number in SEQ_FILE (':' is never part of a spool file name)
+_ROTATIONS = "rotations:{name}"
 
 # Sequence numbers are reserved in blocks and each reservation is saved before its first number is
 # handed out: after a crash the next run starts beyond anything that may have been written (a gap
@@ -195,7 +201,7 @@ class SpoolWriter:
         return seq
 
     def rotate(self, host: str, file_name: str) -> None:
-        """Rotate ``<host>/<file_name>`` now: shift ``.K`` to ``.K+1``, rename it to ``.1``."""
+        """Rotate ``<host>/<file_name>`` now: rename it to ``<file_name>.<next generation>``."""
         self._host_seqs(host)  # validates the host
         _check_file_name(file_name)
         with self._lock:
@@ -268,14 +274,21 @@ class SpoolWriter:
             os.close(f.fd)
         host, name = key
         directory = self.spool_dir / host
-        pattern = re.compile(re.escape(name) + r"\.([1-9][0-9]*)")
-        numbers = [int(m[1]) for p in directory.iterdir() if (m := pattern.fullmatch(p.name))]
-        # Highest first, so no rename ever lands on an existing file.
-        for k in sorted(numbers, reverse=True):
-            os.rename(directory / f"{name}.{k}", directory / f"{name}.{k + 1}")
         current = directory / name
-        if current.exists():
-            os.rename(current, directory / f"{name}.1")
+        if not current.exists():
+            return
+        # A number is never used twice, not even after its file was shipped and deleted: Flume
+        # TAILDIR keys positions by (inode, path), and a new file under an old name that got a
+        # recycled inode would be taken for the old one and its first bytes skipped.
+        counter = _ROTATIONS.format(name=name)
+        numbers = [
+            self._seq[host].get(counter, 0),
+            *(_generation(p, name) for p in directory.iterdir()),
+        ]
+        number = max(n for n in numbers if n is not None) + 1
+        self._seq[host][counter] = self._reserved[host][counter] = number
+        _save_seq(directory / SEQ_FILE, {**self._seq[host], **self._reserved[host]})
+        os.rename(current, directory / f"{name}.{number}")
 
     def _wait_for_tokens(self) -> None:
         while True:
@@ -310,6 +323,22 @@ class SpoolWriter:
         for fd in self._lock_fds.values():
             os.close(fd)  # closing the descriptor releases the flock
         self._lock_fds.clear()
+
+
+def generations(directory: Path, name: str) -> list[Path]:
+    """``<directory>/<name>`` and its rotated files in the order they were written: the oldest
+    rotation first, the current file (when it exists) last."""
+    rotated = sorted((n, p) for p in directory.iterdir() if (n := _generation(p, name)) is not None)
+    current = directory / name
+    return [p for _, p in rotated] + ([current] if current.exists() else [])
+
+
+def _generation(path: Path, name: str) -> int | None:
+    """K for a file named ``<name>.K`` (a rotation of ``name``), else None."""
+    prefix, _, number = path.name.rpartition(".")
+    if prefix == name and number.isdigit() and not number.startswith("0"):
+        return int(number)
+    return None
 
 
 def _check_file_name(file_name: str) -> None:
