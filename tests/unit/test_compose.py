@@ -625,21 +625,25 @@ def test_endless_waits_unused_volumes_and_open_ports_are_reported(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        (  # a dependency on no service
+        pytest.param(
             "services:\n  streaming:\n    depends_on:\n      kafka-4: {condition: service_healthy}",
             'service "streaming" depends on undefined service "kafka-4"',
+            id="a dependency on no service",
         ),
-        (  # a mount of an undeclared volume
+        pytest.param(
             "services:\n  streaming:\n    volumes: ['speed-cache:/tmp/cache']",
             'service "streaming" refers to undefined volume speed-cache',
+            id="a mount of an undeclared volume",
         ),
-        (  # an unknown condition
+        pytest.param(
             "services:\n  streaming:\n    depends_on:\n      kafka-1: {condition: started}",
             "services.streaming.depends_on.kafka-1.condition value must be one of",
+            id="an unknown condition",
         ),
-        (  # two services waiting for each other
+        pytest.param(
             "services:\n  kafka-1:\n    depends_on: [streaming]",
             "dependency cycle detected",
+            id="two services waiting for each other",
         ),
     ],
 )
