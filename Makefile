@@ -13,6 +13,9 @@ PYTEST_ARGS ?=
 # stamps make `make setup` idempotent and quick when nothing changed
 PY_STAMP    := $(VENV)/.installed
 JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/target/.resolved
+# docker-compose.yaml read by compose's own loader (orderlake.cluster.compose); rebuilt when its
+# sources change, so the binary is its own stamp
+COMPOSE_CONFIG := tools/compose-config/compose-config
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
         bench bench-ingest bench-speed bench-batch bench-airflow lint fmt typecheck clean
@@ -21,7 +24,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-setup: system-packages $(PY_STAMP) $(JVM_STAMPS) ## install everything (idempotent): Debian packages, .venv, JVM jars
+setup: system-packages $(PY_STAMP) $(JVM_STAMPS) $(COMPOSE_CONFIG) ## install everything (idempotent): Debian packages, .venv, JVM jars, compose loader
 
 system-packages: ## install Java 17, Maven and Chromium (dashboard tests) from Debian when missing
 	@missing=""; \
@@ -46,6 +49,10 @@ jvm/%/target/.resolved: jvm/%/pom.xml $$(shell find jvm/$$*/src -type f 2>/dev/n
 	@rm -rf jvm/$*/target/lib
 	cd jvm/$* && $(MVN) package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=target/lib
 	@touch $@
+
+$(COMPOSE_CONFIG): tools/compose-config/main.go tools/compose-config/go.mod tools/compose-config/go.sum
+	@command -v go >/dev/null || { echo "Go 1.24 or newer is needed to build $@ (https://go.dev/dl/)"; exit 1; }
+	cd tools/compose-config && go build -o compose-config .
 
 run: setup ## the main job: start the platform, stream a Tianchi-shaped workload, show the results
 	@$(PY) -m orderlake.main_job
@@ -91,4 +98,4 @@ typecheck: setup ## mypy on the shared library
 	$(VENV)/bin/mypy
 
 clean: ## remove build outputs (keeps .venv and runtime state)
-	rm -rf jvm/*/target .pytest_cache .ruff_cache .mypy_cache
+	rm -rf jvm/*/target $(COMPOSE_CONFIG) .pytest_cache .ruff_cache .mypy_cache

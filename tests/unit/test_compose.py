@@ -1,29 +1,31 @@
 """docker-compose.yaml and the Dockerfile, checked without a container engine.
 
-What a typo would break at `docker compose up` is caught here: ORDERLAKE_* variables that name
-no setting or do not validate, programs the foreground runner does not know, broker settings
-below DESIGN.md's guarantees, dangling depends_on, undeclared volumes, ports published beyond
-the UIs, COPY sources that do not exist. Each check is a function returning its problems, so
-the last tests can show that each one fails on a broken file.
+The file is read by the compose specification's own loader (tools/compose-config through
+orderlake.cluster.compose): interpolation, anchors and merge keys, schema validation and
+normalization are Docker Compose's own, not re-implemented here. On top of what the loader
+refuses, what a typo would break at `docker compose up` is caught here: ORDERLAKE_* variables that
+name no setting or do not validate, programs the foreground runner does not know, broker settings
+below DESIGN.md's guarantees, waits that can never end, unused volumes, ports published beyond
+the UIs, COPY sources that do not exist. Each check is a function returning its problems, so the
+last tests can show that each one fails on a broken file: an override written as YAML into
+tmp_path and merged by the same loader (`docker compose -f docker-compose.yaml -f broken.yaml`).
 """
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import re
 import shlex
-import shutil
-import subprocess
-from collections.abc import Mapping
+import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from pydantic import SecretStr
 
-from orderlake.errors import UsageError
+from orderlake.cluster import compose
+from orderlake.cluster.compose import Project, Service
+from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import foreground, kafka
 
@@ -38,100 +40,55 @@ NOT_IN_COMPOSE = {"kafka"}  # brokers: the official image (see the comment in th
 
 
 # --- reading the file the way `docker compose` does -------------------------------------------
-def load(path: Path = COMPOSE) -> dict:
-    return yaml.safe_load(path.read_text())
+def load(*overrides: Path) -> Project:
+    """The file (plus overrides) with every profile, interpolated from its defaults only: this
+    process's environment is not read, so the checks see what a fresh checkout deploys."""
+    return compose.load(COMPOSE, overrides=overrides, environment={})
 
 
-_VARIABLE = re.compile(
-    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-)
+def orderlake_vars(service: Service) -> dict[str, str]:
+    return {k: v for k, v in service.environment.items() if k.startswith("ORDERLAKE_")}
 
 
-def interpolate(value: str, env: Mapping[str, str]) -> str:
-    """Compose's ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error} and $$."""
-
-    def one(match: re.Match) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, op, arg = match.group("name", "op", "arg")
-        if op in (":-", "-"):
-            present = name in env and (op == "-" or env[name] != "")
-            return env[name] if present else arg
-        if op in (":?", "?"):
-            if name not in env or (op == ":?" and not env[name]):
-                raise ValueError(f"${{{name}}} is required: {arg}")
-            return env[name]
-        return env.get(name, "")
-
-    return _VARIABLE.sub(one, value)
-
-
-def services(doc: dict) -> dict[str, dict]:
-    return doc.get("services") or {}
-
-
-def environment(service: dict, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A service's variables after interpolation (defaults only unless ``env`` is given)."""
-    raw = service.get("environment") or {}
-    if isinstance(raw, list):
-        raw = dict(item.split("=", 1) if "=" in item else (item, "") for item in raw)
-    return {k: interpolate(str(v), env or {}) for k, v in raw.items()}
-
-
-def orderlake_vars(service: dict) -> dict[str, str]:
-    return {k: v for k, v in environment(service).items() if k.startswith("ORDERLAKE_")}
-
-
-def runs_foreground(service: dict) -> bool:
+def runs_foreground(service: Service) -> bool:
     """The orderlake image with its entry point: `python -m orderlake.stack.foreground CMD`."""
-    return "build" in service and "entrypoint" not in service
+    return service.builds_here and service.entrypoint is None
 
 
-def long_running(service: dict) -> bool:
-    return not service.get("profiles") and service.get("restart") == "unless-stopped"
+def long_running(service: Service) -> bool:
+    return not service.profiles and service.restart == "unless-stopped"
 
 
-def settings_of(service: dict) -> Settings:
+def settings_of(service: Service) -> Settings:
     """The Settings a container builds from its ORDERLAKE_* variables, and from nothing else:
     this process's own environment is not read (an unused prefix)."""
     fields = {k.removeprefix("ORDERLAKE_").lower(): v for k, v in orderlake_vars(service).items()}
     return Settings.from_env(_env_prefix="ORDERLAKE_COMPOSE_TEST_UNUSED_", **fields)
 
 
-def brokers(doc: dict) -> dict[str, dict]:
-    return {
-        n: s for n, s in services(doc).items() if str(s.get("image", "")).startswith("apache/kafka")
-    }
+def brokers(project: Project) -> dict[str, Service]:
+    return {n: s for n, s in project.services.items() if (s.image or "").startswith("apache/kafka")}
 
 
-def named_volumes(service: dict) -> list[tuple[str, str]]:
-    """(volume, target) of the service's named-volume mounts (short or long syntax)."""
-    out = []
-    for mount in service.get("volumes") or []:
-        if isinstance(mount, dict):
-            if mount.get("type", "volume") == "volume":
-                out.append((mount["source"], mount["target"]))
-            continue
-        source, _, rest = mount.partition(":")
-        if source and not source.startswith((".", "/", "~")):
-            out.append((source, rest.split(":")[0]))
-    return out
+def named_volumes(service: Service) -> list[tuple[str, str]]:
+    """(volume, target) of the service's named-volume mounts."""
+    return [(m.source, m.target) for m in service.volumes if m.type == "volume"]
 
 
 # --- the checks: each returns a list of problems ----------------------------------------------
-def unknown_orderlake_variables(doc: dict) -> list[str]:
+def unknown_orderlake_variables(project: Project) -> list[str]:
     fields = set(Settings.model_fields)
     return [
         f"{name}: {var} names no Settings field"
-        for name, service in services(doc).items()
+        for name, service in project.services.items()
         for var in orderlake_vars(service)
         if var.removeprefix("ORDERLAKE_").lower() not in fields
     ]
 
 
-def invalid_orderlake_values(doc: dict) -> list[str]:
+def invalid_orderlake_values(project: Project) -> list[str]:
     problems = []
-    for name, service in services(doc).items():
+    for name, service in project.services.items():
         values = orderlake_vars(service)
         if not values:
             continue
@@ -147,12 +104,12 @@ def invalid_orderlake_values(doc: dict) -> list[str]:
     return problems
 
 
-def unknown_programs(doc: dict) -> list[str]:
+def unknown_programs(project: Project) -> list[str]:
     problems = []
-    for name, service in services(doc).items():
+    for name, service in project.services.items():
         if not runs_foreground(service):
             continue
-        command = service.get("command")
+        command = service.command
         if not isinstance(command, list) or len(command) != 1:
             problems.append(f"{name}: command must be one program name, got {command!r}")
             continue
@@ -162,60 +119,44 @@ def unknown_programs(doc: dict) -> list[str]:
     return problems
 
 
-def dangling_dependencies(doc: dict) -> list[str]:
+def endless_waits(project: Project) -> list[str]:
+    """depends_on conditions that can never be met. The loader itself refuses a target that is
+    no service, an unknown condition and a cycle."""
     problems = []
-    all_services = services(doc)
-    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
-    for name, service in all_services.items():
-        depends = service.get("depends_on") or {}
-        if isinstance(depends, list):
-            depends = {d: {"condition": "service_started"} for d in depends}
-        for target, spec in depends.items():
-            condition = (spec or {}).get("condition", "service_started")
-            if target not in all_services:
-                problems.append(f"{name}: depends on {target!r}, which is no service")
-            elif condition not in conditions:
-                problems.append(f"{name}: unknown condition {condition!r} on {target}")
-            elif condition == "service_healthy" and "healthcheck" not in all_services[target]:
+    for name, service in project.services.items():
+        for target, condition in service.depends_on.items():
+            other = project.services[target]
+            if condition == "service_healthy" and not other.healthcheck:
                 problems.append(f"{name}: waits for {target} to be healthy; it has no healthcheck")
-            elif condition == "service_completed_successfully" and long_running(
-                all_services[target]
-            ):
+            elif condition == "service_completed_successfully" and long_running(other):
                 problems.append(f"{name}: waits for {target} to complete; it never does")
     return problems
 
 
-def undeclared_volumes(doc: dict) -> list[str]:
-    declared = set(doc.get("volumes") or {})
-    used = {v for s in services(doc).values() for v, _ in named_volumes(s)}
-    return [f"volume {v!r} is used but not declared" for v in sorted(used - declared)] + [
-        f"volume {v!r} is declared but never used" for v in sorted(declared - used)
-    ]
+def unused_volumes(project: Project) -> list[str]:
+    """Declared volumes no service mounts (the loader refuses a mount of an undeclared one)."""
+    used = {v for s in project.services.values() for v, _ in named_volumes(s)}
+    return [f"volume {v!r} is declared but never used" for v in sorted(set(project.volumes) - used)]
 
 
-def published_beyond_the_uis(doc: dict) -> list[str]:
+def published_beyond_the_uis(project: Project) -> list[str]:
     problems = []
-    for name, service in services(doc).items():
-        for port in service.get("ports") or []:
-            if isinstance(port, dict):
-                host_ip, target = port.get("host_ip", ""), int(port["target"])
-            else:
-                parts = str(port).split(":")
-                host_ip = parts[0] if len(parts) == 3 else ""
-                target = int(parts[-1].split("/")[0])
-            if target not in UI_PORTS.get(name, set()):
-                problems.append(f"{name}: publishes {port}, which is not a web UI")
-            elif host_ip != "127.0.0.1":
-                problems.append(f"{name}: publishes {port} on every interface of the host")
+    for name, service in project.services.items():
+        for port in service.ports:
+            shown = f"{port.host_ip + ':' if port.host_ip else ''}{port.published}:{port.target}"
+            if port.target not in UI_PORTS.get(name, set()):
+                problems.append(f"{name}: publishes {shown}, which is not a web UI")
+            elif port.host_ip != "127.0.0.1":
+                problems.append(f"{name}: publishes {shown} on every interface of the host")
     return problems
 
 
-def broker_problems(doc: dict) -> list[str]:
+def broker_problems(project: Project) -> list[str]:
     problems = []
-    nodes = brokers(doc)
+    nodes = brokers(project)
     if len(nodes) != 3:
         problems.append(f"{len(nodes)} Kafka brokers; DESIGN.md asks for 3")
-    voters = {f"{environment(s).get('KAFKA_NODE_ID')}@{n}:9093" for n, s in nodes.items()}
+    voters = {f"{s.environment.get('KAFKA_NODE_ID')}@{n}:9093" for n, s in nodes.items()}
     expected = {
         "KAFKA_PROCESS_ROLES": "broker,controller",
         "KAFKA_DEFAULT_REPLICATION_FACTOR": "3",
@@ -228,9 +169,9 @@ def broker_problems(doc: dict) -> list[str]:
     }
     cluster_ids = set()
     for name, service in nodes.items():
-        env = environment(service)
-        if service.get("image") != KAFKA_IMAGE:
-            problems.append(f"{name}: image {service.get('image')}, expected {KAFKA_IMAGE}")
+        env = service.environment
+        if service.image != KAFKA_IMAGE:
+            problems.append(f"{name}: image {service.image}, expected {KAFKA_IMAGE}")
         for key, value in expected.items():
             if env.get(key) != value:
                 problems.append(f"{name}: {key}={env.get(key)!r}, expected {value!r}")
@@ -245,11 +186,11 @@ def broker_problems(doc: dict) -> list[str]:
     kraft_id = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}")
     if len(cluster_ids) != 1 or not all(kraft_id.fullmatch(str(i)) for i in cluster_ids):
         problems.append(f"the brokers' CLUSTER_ID values {cluster_ids} are not one KRaft id")
-    if len({environment(s).get("KAFKA_NODE_ID") for s in nodes.values()}) != len(nodes):
+    if len({s.environment.get("KAFKA_NODE_ID") for s in nodes.values()}) != len(nodes):
         problems.append("two brokers share a KAFKA_NODE_ID")
     # what orderlake's clients are told
     broker_addresses = {f"{n}:9092" for n in nodes}
-    for name, service in services(doc).items():
+    for name, service in project.services.items():
         values = orderlake_vars(service)
         if "ORDERLAKE_KAFKA_BOOTSTRAP" not in values:
             continue
@@ -264,173 +205,189 @@ def broker_problems(doc: dict) -> list[str]:
     return problems
 
 
+def unquoted_environment_values(path: Path) -> list[str]:
+    """Environment values written as YAML numbers or booleans. This one check reads the source
+    text: the loader turns an unquoted `010` into "8" and `1.50` into "1.5" before anything
+    can see how the value was written."""
+    doc = yaml.safe_load(path.read_text())
+    return [
+        f"{name}: {key} is not quoted"
+        for name, service in (doc.get("services") or {}).items()
+        if isinstance(service.get("environment"), dict)
+        for key, value in service["environment"].items()
+        if not isinstance(value, str)
+    ]
+
+
 # --- the tests --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def doc() -> dict:
+def project() -> Project:
     return load()
 
 
-def test_every_service_has_this_build_or_a_pinned_image(doc):
-    for name, service in services(doc).items():
-        if "build" in service:
-            build = service["build"]
-            context = PROJECT_ROOT / (build if isinstance(build, str) else build["context"])
-            dockerfile = (
-                "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
-            )
-            assert (context / dockerfile).is_file(), f"{name}: no {dockerfile} in {context}"
-            assert service.get("image") == "orderlake:local", name
+def test_every_service_has_this_build_or_a_pinned_image(project):
+    for name, service in project.services.items():
+        if service.dockerfile is not None:
+            assert service.builds_here, f"{name}: built from {service.dockerfile.parent}"
+            assert service.dockerfile.is_file(), f"{name}: no {service.dockerfile}"
+            assert service.image == "orderlake:local", name
             # tini as PID 1: reaps orphans, signals the program's process group on stop
-            assert service.get("init") is True, name
+            assert service.init is True, name
         else:
-            image = service.get("image", "")
+            image = service.image or ""
             repository, _, tag = image.rpartition(":")
             assert repository and tag and tag != "latest" and "/" not in tag, (
                 f"{name}: image {image!r} is not pinned to a version"
             )
 
 
-def test_orderlake_variables_name_settings_fields(doc):
-    assert unknown_orderlake_variables(doc) == []
+def test_orderlake_variables_name_settings_fields(project):
+    assert unknown_orderlake_variables(project) == []
 
 
-def test_orderlake_variables_validate_and_read_back(doc):
-    assert invalid_orderlake_values(doc) == []
+def test_orderlake_variables_validate_and_read_back(project):
+    assert invalid_orderlake_values(project) == []
 
 
-def test_every_service_with_settings_is_a_cluster(doc):
-    for name, service in services(doc).items():
+def test_every_service_with_settings_is_a_cluster(project):
+    for name, service in project.services.items():
         if orderlake_vars(service):
             settings = settings_of(service)
             assert settings.env == "cluster", name
             assert settings.home == Path("/var/lib/orderlake"), name
 
 
-def test_foreground_programs_exist(doc):
-    assert unknown_programs(doc) == []
+def test_foreground_programs_exist(project):
+    assert unknown_programs(project) == []
 
 
-def test_each_program_of_the_platform_runs_in_exactly_one_container(doc):
+def test_each_program_of_the_platform_runs_in_exactly_one_container(project):
     """Every supervised program has its container; one streaming job and one scheduler only
     (one writer of speed.*; one pool serialising the batch writers)."""
     running = [
-        s["command"][0] for s in services(doc).values() if runs_foreground(s) and long_running(s)
+        s.command[0]
+        for s in project.services.values()
+        if runs_foreground(s) and long_running(s) and s.command
     ]
-    settings = settings_of(services(doc)["streaming"])
+    settings = settings_of(project.services["streaming"])
     wanted = [p for p in foreground.program_names(settings) if p not in NOT_IN_COMPOSE]
     assert sorted(running) == sorted(wanted)
     assert settings.host_names == ["host-1", "host-2"]
 
 
-def test_brokers_replicate_three_times_with_two_in_sync(doc):
-    assert broker_problems(doc) == []
+def test_brokers_replicate_three_times_with_two_in_sync(project):
+    assert broker_problems(project) == []
 
 
-def test_topics_are_created_with_the_cluster_guarantees(doc):
-    settings = settings_of(services(doc)["kafka-topics"])
+def test_topics_are_created_with_the_cluster_guarantees(project):
+    settings = settings_of(project.services["kafka-topics"])
     specs = kafka.topic_specs(settings)
     assert {t.replication_factor for t in specs} == {3}
     assert {t.config.get("min.insync.replicas") for t in specs} == {"2"}
 
 
-def test_depends_on_targets_exist(doc):
-    assert dangling_dependencies(doc) == []
+def test_depends_on_conditions_can_be_met(project):
+    assert endless_waits(project) == []
 
 
-def test_airflow_containers_start_one_after_the_other(doc):
+def test_airflow_containers_start_one_after_the_other(project):
     """Each runs `airflow db migrate` first; two at once fail on PostgreSQL's lock timeout."""
     chain = [f"airflow-{p}" for p in ("api-server", "scheduler", "dag-processor", "triggerer")]
-    all_services = services(doc)
-    assert all_services[chain[0]]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    services = project.services
+    assert services[chain[0]].depends_on == {"postgres": "service_healthy"}
     for before, after in zip(chain, chain[1:], strict=False):
-        depends = all_services[after]["depends_on"]
-        assert depends[before] == {"condition": "service_healthy"}, after
+        depends = services[after].depends_on
+        assert depends[before] == "service_healthy", after
         assert not set(depends) & set(chain) - {before}, after
 
 
-def test_orderlake_services_start_after_kafka_topics_where_they_use_kafka(doc):
+def test_orderlake_services_start_after_kafka_topics_where_they_use_kafka(project):
     for name in ("flume-collector", "streaming", "airflow-scheduler"):
-        depends = services(doc)[name]["depends_on"]
-        waits = {"kafka-topics": "service_completed_successfully"}
-        flume = name.startswith("flume")
-        assert depends.get("kafka-topics", {}).get("condition") == waits["kafka-topics"], name
-        assert flume or depends.get("spark-worker", {}).get("condition") == "service_healthy"
+        depends = project.services[name].depends_on
+        assert depends.get("kafka-topics") == "service_completed_successfully", name
+        if not name.startswith("flume"):
+            assert depends.get("spark-worker") == "service_healthy", name
 
 
-def test_long_running_services_restart_are_checked_and_limited(doc):
-    for name, service in services(doc).items():
-        if service.get("profiles") or name == "kafka-topics":
+def test_services_start_in_dependency_order(project):
+    order = [s.name for s in compose.dependency_order(project)]
+    assert sorted(order) == sorted(project.services)
+    for position, name in enumerate(order):
+        assert set(project.services[name].depends_on) <= set(order[:position]), name
+    assert order.index("kafka-topics") > max(order.index(f"kafka-{i}") for i in (1, 2, 3))
+
+
+def test_long_running_services_restart_are_checked_and_limited(project):
+    for name, service in project.services.items():
+        if service.profiles or name == "kafka-topics":
             continue
-        assert service.get("restart") == "unless-stopped", name
-        assert service.get("healthcheck", {}).get("test"), name
-        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
-        assert limits.get("cpus") and limits.get("memory"), name
+        assert service.restart == "unless-stopped", name
+        assert service.healthcheck, name
+        assert service.cpus and service.memory, name
 
 
-def test_healthcheck_snippets_are_valid_python(doc):
-    for name, service in services(doc).items():
-        test = service.get("healthcheck", {}).get("test", [])
+def test_healthcheck_snippets_are_valid_python(project):
+    for name, service in project.services.items():
+        test = service.healthcheck or []
         if test[:3] == ["CMD", "python", "-c"]:
             compile(test[3], f"<{name} healthcheck>", "exec")
 
 
-def test_volumes_are_declared_and_used(doc):
-    assert undeclared_volumes(doc) == []
+def test_volumes_are_declared_and_used(project):
+    assert unused_volumes(project) == []
 
 
-def test_each_edge_host_has_its_own_spool_and_channel(doc):
-    all_services = services(doc)
+def test_each_edge_host_has_its_own_spool_and_channel(project):
     for host in ("host-1", "host-2"):
-        edge = all_services[f"flume-edge-{host}"]
+        edge = project.services[f"flume-edge-{host}"]
         mounts = dict(named_volumes(edge))
         assert mounts[f"{host}-spool"] == f"/var/lib/orderlake/spool/{host}"
         assert mounts[f"{host}-flume"] == f"/var/lib/orderlake/flume/{host}"
         # no other long-running container sees this host's disk (the loadgen tool writes logs)
-        for other, service in all_services.items():
+        for other, service in project.services.items():
             if other != f"flume-edge-{host}" and long_running(service):
                 assert not {v for v, _ in named_volumes(service)} & set(mounts), other
 
 
-def test_the_lake_is_shared_at_the_same_path_by_drivers_and_executors(doc):
-    all_services = services(doc)
-    users = {n for n, s in all_services.items() if "lakehouse" in dict(named_volumes(s))}
+def test_the_lake_is_shared_at_the_same_path_by_drivers_and_executors(project):
+    services = project.services
+    users = {n for n, s in services.items() if "lakehouse" in dict(named_volumes(s))}
     assert {"streaming", "spark-worker", "airflow-scheduler", "dashboard"} <= users
     for name in users:
-        assert dict(named_volumes(all_services[name]))["lakehouse"] == "/var/lib/orderlake", name
+        assert dict(named_volumes(services[name]))["lakehouse"] == "/var/lib/orderlake", name
     # the streaming job alone writes speed.*: no second container runs it
-    assert [n for n, s in all_services.items() if s.get("command") == ["streaming"]] == [
-        "streaming"
-    ]
+    assert [n for n, s in services.items() if s.command == ["streaming"]] == ["streaming"]
 
 
-def test_only_the_web_uis_are_published_and_on_loopback(doc):
-    assert published_beyond_the_uis(doc) == []
+def test_only_the_web_uis_are_published_and_on_loopback(project):
+    assert published_beyond_the_uis(project) == []
 
 
-def test_spark_executors_reach_the_master_the_drivers_use(doc):
-    all_services = services(doc)
-    master = all_services["spark-master"]["command"]
+def test_spark_executors_reach_the_master_the_drivers_use(project):
+    services = project.services
+    master = services["spark-master"].command or []
     port = master[master.index("--port") + 1]
     url = f"spark://spark-master:{port}"
-    assert url in all_services["spark-worker"]["command"]
+    assert url in (services["spark-worker"].command or [])
     for name in ("streaming", "airflow-scheduler", "airflow-api-server"):
-        assert settings_of(all_services[name]).spark_master == url, name
+        assert settings_of(services[name]).spark_master == url, name
 
 
-def test_tool_services_run_valid_orderlake_commands(doc):
+def test_tool_services_run_valid_orderlake_commands(project):
     from orderlake.cli import build_parser
 
-    for name, service in services(doc).items():
-        if service.get("entrypoint") == ["orderlake"]:
-            build_parser().parse_args(service["command"])  # SystemExit(2) on a bad option
-            assert service.get("profiles") and service.get("restart") == "no", name
+    tools = [s for s in project.services.values() if s.entrypoint == ["orderlake"]]
+    assert tools, "no tool service (loadgen) was loaded"
+    for service in tools:
+        build_parser().parse_args(service.command)  # SystemExit(2) on a bad option
+        assert service.profiles and service.restart == "no", service.name
 
 
-def test_airflow_runs_on_postgres(doc):
-    all_services = services(doc)
-    pg = environment(all_services["postgres"])
-    for name in (n for n in all_services if n.startswith("airflow-")):
-        settings = settings_of(all_services[name])
+def test_airflow_runs_on_postgres(project):
+    services = project.services
+    pg = services["postgres"].environment
+    for name in (n for n in services if n.startswith("airflow-")):
+        settings = settings_of(services[name])
         url = settings.airflow_database_url
         assert isinstance(url, SecretStr), name
         assert url.get_secret_value() == (
@@ -439,35 +396,41 @@ def test_airflow_runs_on_postgres(doc):
         )
         assert settings.airflow_host == "airflow-api-server"
     # only Airflow's containers hold the database password
-    for name, service in all_services.items():
+    for name, service in services.items():
         if not name.startswith("airflow-"):
             assert "ORDERLAKE_AIRFLOW_DATABASE_URL" not in orderlake_vars(service), name
 
 
-def compose_command() -> list[str] | None:
-    """`docker compose` (plugin) or `docker-compose` (v2 binary), when this machine has one."""
-    docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    standalone = shutil.which("docker-compose")
-    return [standalone] if standalone else None
-
-
 def test_docker_compose_itself_accepts_the_file():
-    """Compose's own parser and schema (no engine needed), where Compose is installed."""
-    command = compose_command()
-    if command is None:
-        pytest.skip("no `docker compose` or `docker-compose` on this machine")
-    for profile in ([], ["--profile", "tools"]):
-        done = subprocess.run(
-            [*command, "-f", str(COMPOSE), *profile, "config", "--quiet"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+    """Compose's own loader and schema, with the default profiles and with `--profile tools`,
+    as `docker compose config --quiet` would check them, and without a warning."""
+    for profiles, loadgen in (((), False), (("tools",), True)):
+        doc, warnings = compose.config_json(COMPOSE, profiles=profiles, environment={})
+        assert warnings == [], profiles
+        assert ("loadgen" in doc["services"]) is loadgen, profiles
+        assert "kafka-1" in doc["services"], profiles
+
+
+def test_the_password_comes_from_the_environment_or_a_dot_env(tmp_path):
+    """Compose's interpolation: the process environment first, then a .env beside the file."""
+    (tmp_path / "docker-compose.yaml").write_text(COMPOSE.read_text())
+    as_written = compose.load(tmp_path / "docker-compose.yaml", environment={})
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=from-dot-env\n")
+    from_dot_env = compose.load(tmp_path / "docker-compose.yaml", environment={})
+    from_env = compose.load(
+        tmp_path / "docker-compose.yaml", environment={"POSTGRES_PASSWORD": "from-env"}
+    )
+    for project, password in ((as_written, "orderlake"), (from_dot_env, "from-dot-env")):
+        assert project.services["postgres"].environment["POSTGRES_PASSWORD"] == password
+        url = settings_of(project.services["airflow-scheduler"]).airflow_database_url
+        assert url is not None and f":{password}@postgres" in url.get_secret_value()
+    assert from_env.services["postgres"].environment["POSTGRES_PASSWORD"] == "from-env"
+
+
+def test_environment_values_are_strings():
+    # compose accepts numbers and booleans, but YAML turns `false`, `no` or `010` into something
+    # else before compose sees it: every value is quoted
+    assert unquoted_environment_values(COMPOSE) == []
 
 
 # --- the Dockerfile -------------------------------------------------------------------------
@@ -498,10 +461,11 @@ def missing_copy_sources(instructions: list[tuple[str, str]]) -> list[str]:
         if any(p.startswith("--from") for p in shlex.split(args)):
             continue
         for source in parts[:-1]:
-            if not (PROJECT_ROOT / source).exists():
-                problems.append(f"COPY source {source} does not exist")
-            elif any(fnmatch.fnmatch(source, pattern) for pattern in ignored):
+            # excluded first: a checkout without .venv/ still reports a COPY of it as excluded
+            if any(fnmatch.fnmatch(source, pattern) for pattern in ignored):
                 problems.append(f"COPY source {source} is excluded by .dockerignore")
+            elif not (PROJECT_ROOT / source).exists():
+                problems.append(f"COPY source {source} does not exist")
     return problems
 
 
@@ -535,38 +499,49 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
 
 
 # --- the checks fail on broken files ----------------------------------------------------------
-def broken(doc: dict, service: str, **environment_changes: str | None) -> dict:
-    changed = copy.deepcopy(doc)
-    env = changed["services"][service].setdefault("environment", {})
-    env = changed["services"][service]["environment"] = dict(env)  # unshare the YAML anchor
-    for key, value in environment_changes.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return changed
+def broken(tmp_path: Path, override: str) -> Project:
+    """docker-compose.yaml merged with ``override`` (YAML), as `docker compose -f ... -f ...`."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(textwrap.dedent(override))
+    return load(path)
 
 
-def test_a_misspelt_variable_is_reported(doc):
-    bad = broken(doc, "streaming", ORDERLAKE_SPARK_MASTR="spark://spark-master:7077")
+def test_a_misspelt_variable_is_reported(tmp_path):
+    bad = broken(
+        tmp_path,
+        """
+        services:
+          streaming:
+            environment:
+              ORDERLAKE_SPARK_MASTR: "spark://spark-master:7077"
+        """,
+    )
     assert unknown_orderlake_variables(bad) == [
         "streaming: ORDERLAKE_SPARK_MASTR names no Settings field"
     ]
 
 
 @pytest.mark.parametrize(
-    "changes",
+    "variable, value",
     [
-        {"ORDERLAKE_REPLICATION_FACTOR": "three"},
-        {"ORDERLAKE_MIN_INSYNC_REPLICAS": "4"},  # more than the 3 replicas
-        {"ORDERLAKE_ENV": "production"},
+        ("ORDERLAKE_REPLICATION_FACTOR", "three"),
+        ("ORDERLAKE_MIN_INSYNC_REPLICAS", "4"),  # more than the 3 replicas
+        ("ORDERLAKE_ENV", "production"),
     ],
 )
-def test_a_bad_value_is_reported(doc, changes):
-    problems = invalid_orderlake_values(broken(doc, "streaming", **changes))
-    (variable,) = changes
+def test_a_bad_value_is_reported(tmp_path, variable, value):
+    bad = broken(
+        tmp_path,
+        f"""
+        services:
+          streaming:
+            environment:
+              {variable}: "{value}"
+        """,
+    )
+    problems = invalid_orderlake_values(bad)
     assert len(problems) == 1
-    assert problems[0].startswith(f"streaming: {variable}={changes[variable]!r} is not valid")
+    assert problems[0].startswith(f"streaming: {variable}={value!r} is not valid")
 
 
 def test_a_bad_value_is_the_settings_sentence(monkeypatch):
@@ -575,37 +550,107 @@ def test_a_bad_value_is_the_settings_sentence(monkeypatch):
         Settings.from_env()
 
 
-def test_an_unknown_program_is_reported(doc):
-    bad = copy.deepcopy(doc)
-    bad["services"]["flume-edge-host-2"]["command"] = ["flume-edge-host-3"]
-    new = [p for p in unknown_programs(bad) if p not in unknown_programs(doc)]
-    assert len(new) == 1 and new[0].startswith("flume-edge-host-2: runs 'flume-edge-host-3'")
+def test_an_unknown_program_is_reported(tmp_path):
+    bad = broken(
+        tmp_path,
+        """
+        services:
+          flume-edge-host-2:
+            command: ["flume-edge-host-3"]
+        """,
+    )
+    problems = unknown_programs(bad)
+    assert len(problems) == 1 and problems[0].startswith(
+        "flume-edge-host-2: runs 'flume-edge-host-3'"
+    )
 
 
-def test_weakened_brokers_are_reported(doc):
-    bad = copy.deepcopy(doc)
-    bad["services"]["kafka-2"]["environment"] = {
-        **environment(bad["services"]["kafka-2"]),
-        "KAFKA_MIN_INSYNC_REPLICAS": "1",
-        "KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE": "true",
-    }
-    assert len(broker_problems(bad)) == 2
-    lower = broken(doc, "kafka-topics", ORDERLAKE_REPLICATION_FACTOR="1")
-    lower = broken(lower, "kafka-topics", ORDERLAKE_MIN_INSYNC_REPLICAS="1")
+def test_weakened_brokers_are_reported(tmp_path):
+    bad = broken(
+        tmp_path,
+        """
+        services:
+          kafka-2:
+            environment:
+              KAFKA_MIN_INSYNC_REPLICAS: "1"
+              KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE: "true"
+        """,
+    )
+    assert broker_problems(bad) == [
+        "kafka-2: KAFKA_MIN_INSYNC_REPLICAS='1', expected '2'",
+        "kafka-2: KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE='true', expected 'false'",
+    ]
+    lower = broken(
+        tmp_path,
+        """
+        services:
+          kafka-topics:
+            environment:
+              ORDERLAKE_REPLICATION_FACTOR: "1"
+              ORDERLAKE_MIN_INSYNC_REPLICAS: "1"
+        """,
+    )
     assert broker_problems(lower) == [
         "kafka-topics: topics get 1 replicas, 1 in sync; expected 3 and 2"
     ]
 
 
-def test_dangling_dependencies_undeclared_volumes_and_open_ports_are_reported(doc):
-    bad = copy.deepcopy(doc)
-    bad["services"]["streaming"]["depends_on"]["kafka-4"] = {"condition": "service_healthy"}
-    bad["services"]["streaming"]["volumes"].append("speed-cache:/tmp/cache")
-    bad["services"]["streaming"]["ports"] = ["4040:4040"]
-    bad["services"]["dashboard"]["ports"] = ["8050:8050"]
-    assert dangling_dependencies(bad) == ["streaming: depends on 'kafka-4', which is no service"]
-    assert undeclared_volumes(bad) == ["volume 'speed-cache' is used but not declared"]
-    assert len(published_beyond_the_uis(bad)) == 2
+def test_endless_waits_unused_volumes_and_open_ports_are_reported(tmp_path):
+    bad = broken(
+        tmp_path,
+        """
+        services:
+          dashboard:
+            depends_on:
+              kafka-topics: {condition: service_healthy}
+              spark-master: {condition: service_completed_successfully}
+            ports: !override ["8050:8050"]
+          streaming:
+            ports: ["4040:4040"]
+        volumes:
+          speed-cache: {}
+        """,
+    )
+    assert endless_waits(bad) == [
+        "dashboard: waits for kafka-topics to be healthy; it has no healthcheck",
+        "dashboard: waits for spark-master to complete; it never does",
+    ]
+    assert unused_volumes(bad) == ["volume 'speed-cache' is declared but never used"]
+    assert published_beyond_the_uis(bad) == [
+        "dashboard: publishes 8050:8050 on every interface of the host",
+        "streaming: publishes 4040:4040, which is not a web UI",
+    ]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        pytest.param(
+            "services:\n  streaming:\n    depends_on:\n      kafka-4: {condition: service_healthy}",
+            'service "streaming" depends on undefined service "kafka-4"',
+            id="a dependency on no service",
+        ),
+        pytest.param(
+            "services:\n  streaming:\n    volumes: ['speed-cache:/tmp/cache']",
+            'service "streaming" refers to undefined volume speed-cache',
+            id="a mount of an undeclared volume",
+        ),
+        pytest.param(
+            "services:\n  streaming:\n    depends_on:\n      kafka-1: {condition: started}",
+            "services.streaming.depends_on.kafka-1.condition value must be one of",
+            id="an unknown condition",
+        ),
+        pytest.param(
+            "services:\n  kafka-1:\n    depends_on: [streaming]",
+            "dependency cycle detected",
+            id="two services waiting for each other",
+        ),
+    ],
+)
+def test_the_loader_refuses_what_compose_refuses(tmp_path, override, message):
+    with pytest.raises(OrderlakeError, match="is not a valid compose file: ") as refused:
+        broken(tmp_path, override)
+    assert message in str(refused.value)
 
 
 def test_a_missing_copy_source_is_reported():
@@ -616,16 +661,36 @@ def test_a_missing_copy_source_is_reported():
     ]
 
 
-def test_interpolation_follows_compose():
-    env = {"SET": "x", "EMPTY": ""}
-    assert interpolate("${SET:-d}|${EMPTY:-d}|${EMPTY-d}|${UNSET-d}|$$HOME", env) == "x|d||d|$HOME"
-    with pytest.raises(ValueError, match="required"):
-        interpolate("${UNSET:?set it}", env)
+def test_an_unquoted_value_is_reported(tmp_path):
+    path = tmp_path / "docker-compose.yaml"
+    path.write_text(COMPOSE.read_text().replace('KAFKA_NODE_ID: "2"', "KAFKA_NODE_ID: 010", 1))
+    # why the check reads the source: compose's loader reads the unquoted value as octal
+    assert (
+        compose.load(path, environment={}).services["kafka-2"].environment["KAFKA_NODE_ID"] == "8"
+    )
+    assert unquoted_environment_values(path) == ["kafka-2: KAFKA_NODE_ID is not quoted"]
 
 
-def test_environment_values_are_strings(doc: dict[str, Any]):
-    # compose accepts numbers and booleans, but YAML turns `false`, `no` or `010` into something
-    # else before compose sees it: every value is quoted
-    for name, service in services(doc).items():
-        raw = service.get("environment") or {}
-        assert all(isinstance(v, str) for v in raw.values()), name
+# --- the loader's own contract ----------------------------------------------------------------
+def test_a_missing_loader_says_to_run_make_setup(tmp_path):
+    with pytest.raises(OrderlakeError, match=r"missing; run `make setup`"):
+        compose.load(COMPOSE, binary=tmp_path / "compose-config")
+
+
+def test_dependency_order_names_a_cycle():
+    # the loader refuses cycles itself; the helper guards projects built by hand
+    doc = {
+        "name": "loop",
+        "services": {
+            "a": {"image": "x:1", "depends_on": {"b": {"condition": "service_started"}}},
+            "b": {"image": "x:1", "depends_on": {"c": {"condition": "service_healthy"}}},
+            "c": {"image": "x:1", "depends_on": {"b": {"condition": "service_started"}}},
+            "d": {"image": "x:1"},
+        },
+    }
+    project = compose.parse_project(doc, Path("/nowhere"))
+    with pytest.raises(OrderlakeError, match="in a cycle: b -> c -> b;"):
+        compose.dependency_order(project)
+    del doc["services"]["c"]["depends_on"]
+    order = compose.dependency_order(compose.parse_project(doc, Path("/nowhere")))
+    assert [s.name for s in order] == ["c", "d", "b", "a"]
