@@ -2,12 +2,12 @@
 
     .venv/bin/python batch/all.py [--full] [--close-through YYYY-MM-DD]
 
-Same as `orderlake batch all`; the work is done by orderlake.jobs.batch.
+Same as `orderlake batch all`: the job is orderlake.jobs.batch, on the warm Spark.
 """
 
 import sys
 
-from orderlake.cli import main
+from orderlake.jobs.batch import main
 
 if __name__ == "__main__":
-    sys.exit(main(["batch", "all", *sys.argv[1:]]))
+    sys.exit(main(["all", *sys.argv[1:]]))

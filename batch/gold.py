@@ -1,13 +1,13 @@
-"""Batch layer entry point: gold. Runnable by hand or from an Airflow task:
+"""Batch layer entry point: gold. Runnable by hand (the Airflow task runs the same job):
 
     .venv/bin/python batch/gold.py [--full] [--close-through YYYY-MM-DD]
 
-Same as `orderlake batch gold`; the work is done by orderlake.jobs.batch.
+Same as `orderlake batch gold`: the job is orderlake.jobs.batch, on the warm Spark.
 """
 
 import sys
 
-from orderlake.cli import main
+from orderlake.jobs.batch import main
 
 if __name__ == "__main__":
-    sys.exit(main(["batch", "gold", *sys.argv[1:]]))
+    sys.exit(main(["gold", *sys.argv[1:]]))

@@ -1,14 +1,14 @@
 """Batch entry point: OPTIMIZE and guarded VACUUM of the batch tables.
-By hand or from an Airflow task:
+By hand (the Airflow task runs the same job):
 
     .venv/bin/python batch/maintain.py [--optimize] [--vacuum] [--retain-hours H]
 
-Same as `orderlake maintain`; the work is done by orderlake.jobs.maintenance.
+Same as `orderlake maintain`; the job is orderlake.jobs.maintenance, on the warm Spark.
 """
 
 import sys
 
-from orderlake.cli import main
+from orderlake.jobs.maintenance import main
 
 if __name__ == "__main__":
-    sys.exit(main(["maintain", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))

@@ -1,13 +1,13 @@
-"""Batch layer entry point: silver. Runnable by hand or from an Airflow task:
+"""Batch layer entry point: silver. Runnable by hand (the Airflow task runs the same job):
 
     .venv/bin/python batch/silver.py [--full] [--close-through YYYY-MM-DD]
 
-Same as `orderlake batch silver`; the work is done by orderlake.jobs.batch.
+Same as `orderlake batch silver`: the job is orderlake.jobs.batch, on the warm Spark.
 """
 
 import sys
 
-from orderlake.cli import main
+from orderlake.jobs.batch import main
 
 if __name__ == "__main__":
-    sys.exit(main(["batch", "silver", *sys.argv[1:]]))
+    sys.exit(main(["silver", *sys.argv[1:]]))

@@ -1,5 +1,5 @@
 """Data quality entry point: the GX suites of expectations/ against the lake. Runnable by hand
-or from an Airflow task:
+(the Airflow task runs the same job):
 
     .venv/bin/python batch/validate.py [--suite NAME ...]
 
@@ -8,7 +8,7 @@ Same as `orderlake validate`; the work is done by orderlake.quality.
 
 import sys
 
-from orderlake.cli import main
+from orderlake.quality import main
 
 if __name__ == "__main__":
-    sys.exit(main(["validate", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))

@@ -176,7 +176,7 @@ def main() -> int:
         "rounds": [],
     }
     spool = Path(tempfile.mkdtemp(prefix="orderlake-bench-airflow-"))
-    with running_platform(only="kafka,airflow") as platform:
+    with running_platform(only="kafka,spark,airflow") as platform:
         for i in range(args.rounds):
             doc["rounds"].append(one_round(platform, spool, args.events, number=i + 1))
             print(json.dumps(doc["rounds"][-1]), flush=True)

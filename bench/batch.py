@@ -162,7 +162,7 @@ def peer(platform: Platform) -> dict:
 
 
 def bench_size(events: int) -> dict:
-    with running_platform(only="kafka") as platform:
+    with running_platform(only="kafka,spark") as platform:
         settings = platform.settings
         spool = Path(tempfile.mkdtemp(prefix="orderlake-bench-spool-"))
         started = time.monotonic()

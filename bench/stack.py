@@ -43,6 +43,7 @@ def isolated_env(home: Path, hosts: int = 2) -> dict[str, str]:
         ORDERLAKE_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
         ORDERLAKE_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()),
         ORDERLAKE_DASHBOARD_PORT=str(free_port()),
+        ORDERLAKE_SPARK_CONNECT_PORT=str(free_port()),
     )
     return env
 

@@ -18,34 +18,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
+from orderlake.arguments import non_negative_float, positive_int
 from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a date YYYY-MM-DD, got {text!r}") from None
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
 
 
 # --- platform ---------------------------------------------------------------------------------
@@ -125,20 +104,20 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
 # --- analysts ---------------------------------------------------------------------------------
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake import query
-    from orderlake.spark import get_spark
+    from orderlake.spark import connect
 
-    spark = get_spark(settings, "orderlake-sql", quiet=True)
-    columns, rows = query.run_sql(spark, args.statement, limit=args.limit)
+    with connect(settings, "orderlake-sql") as spark:
+        columns, rows = query.run_sql(spark, args.statement, limit=args.limit)
     print(query.render(columns, rows, args.format))
     return 0
 
 
 def cmd_tables(settings: Settings, args: argparse.Namespace) -> int:
     from orderlake import query
-    from orderlake.spark import get_spark
+    from orderlake.spark import connect
 
-    spark = get_spark(settings, "orderlake-tables", quiet=True)
-    columns, rows = query.list_tables(spark, settings)
+    with connect(settings, "orderlake-tables") as spark:
+        columns, rows = query.list_tables(spark, settings)
     print(query.render(columns, rows, args.format))
     return 0
 
@@ -160,68 +139,16 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-# --- batch layer (also the batch/*.py entry points Airflow runs) --------------------------------
-def _batch_spark(settings: Settings, app: str):
-    from orderlake.spark import get_spark
+# --- batch jobs (the same code as batch/*.py and the Airflow tasks: orderlake.jobs.runner) -------
+def _job_handler(name: str) -> Handler:
+    def handler(settings: Settings, args: argparse.Namespace) -> int:
+        from orderlake.jobs import batch_job, runner
 
-    conf = {"spark.driver.memory": settings.batch_driver_memory}
-    return get_spark(settings, f"orderlake-{app}", conf=conf, quiet=True)
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, default=str), flush=True)
-
-
-def cmd_batch(settings: Settings, args: argparse.Namespace) -> int:
-    from orderlake.jobs import batch
-
-    layers = batch.LAYERS if args.layer == "all" else (args.layer,)
-    if layers == ("bronze",) and batch.bronze_is_current(settings):
-        # the scheduled load's usual case, answered without starting Spark
-        _print_json({"layer": "bronze", "records": 0, "spark": False})
+        job = batch_job(name)
+        runner.execute(job, settings, args, lambda s: print(runner.dumps(s), flush=True))
         return 0
-    spark = _batch_spark(settings, f"batch-{args.layer}")
-    for summary in batch.run(spark, settings, layers, args.full, args.close_through):
-        _print_json(summary)
-    return 0
 
-
-def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from orderlake.jobs import replay
-
-    request = replay.ReplayRequest(
-        args.topic, args.range_from, args.range_to, replay.parse_layers(args.layers)
-    )
-    replay.validate(request)  # bad parameters fail before a Spark session starts
-    _print_json(replay.replay(_batch_spark(settings, "replay"), settings, request))
-    return 0
-
-
-def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from orderlake.jobs import reconcile
-
-    _print_json(reconcile.reconcile(_batch_spark(settings, "reconcile"), settings, args.date))
-    return 0
-
-
-def cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
-    from orderlake.jobs import maintenance
-
-    spark = _batch_spark(settings, "maintain")
-    both = not (args.optimize or args.vacuum)
-    if args.optimize or both:
-        _print_json({"optimize": maintenance.optimize(spark, settings)})
-    if args.vacuum or both:
-        _print_json({"vacuum": maintenance.vacuum(spark, settings, args.retain_hours)})
-    return 0
-
-
-def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
-    from orderlake import quality
-
-    names = quality.check_suites(args.suite)  # a bad name fails before a Spark session starts
-    quality.validate(_batch_spark(settings, "validate"), settings, names, report=_print_json)
-    return 0
+    return handler
 
 
 # --- producers --------------------------------------------------------------------------------
@@ -279,7 +206,11 @@ def cmd_replay_tianchi(settings: Settings, args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; only the batch job named ``command`` (if any) is imported to
+    declare its flags, so `orderlake sql` does not load every job's libraries."""
+    from orderlake.jobs import BATCH_JOBS, batch_job
+
     parser = argparse.ArgumentParser(
         prog="orderlake",
         description="Lambda data platform for shop order streams "
@@ -299,33 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object keyed by component")
     p = add("logs", cmd_logs, "Print the end of one component's log.")
     p.add_argument("component", help="e.g. kafka, flume-collector, flume-edge-host-1")
-    p.add_argument("-n", "--lines", type=_positive_int, default=50)
+    p.add_argument("-n", "--lines", type=positive_int, default=50)
 
-    p = add("batch", cmd_batch, "Run the batch layer: Kafka -> bronze -> silver -> gold.")
-    p.add_argument("layer", choices=("bronze", "silver", "gold", "all"))
-    p.add_argument("--full", action="store_true", help="rebuild from all of bronze")
-    p.add_argument(
-        "--close-through", type=_date, metavar="YYYY-MM-DD", help="mark days up to this final"
-    )
-    p = add("replay", cmd_replay, "Re-read a range of a topic and rewrite what it affects.")
-    p.add_argument("--topic", required=True, help="e.g. tmall.user_actions")
-    p.add_argument("--from", dest="range_from", required=True, help="offsets P:O,.. or ISO time")
-    p.add_argument("--to", dest="range_to", required=True, help="exclusive; offsets or ISO time")
-    p.add_argument("--layers", default="bronze,silver,gold", help="default bronze,silver,gold")
-    p = add("validate", cmd_validate, "Run the data-quality suites (expectations/) on the lake.")
-    p.add_argument("--suite", action="append", metavar="NAME", help="only this suite (repeatable)")
-    p = add("reconcile", cmd_reconcile, "Check Kafka vs bronze vs silver, and speed vs batch.")
-    p.add_argument(
-        "--date", type=_date, metavar="YYYY-MM-DD", help="speed vs batch for this day only"
-    )
-    p = add("maintain", cmd_maintain, "OPTIMIZE and guarded VACUUM of the batch tables.")
-    p.add_argument("--optimize", action="store_true", help="compact small files only")
-    p.add_argument("--vacuum", action="store_true", help="VACUUM only")
-    p.add_argument("--retain-hours", type=_non_negative_float, default=None)
+    for name, (_, help_text) in BATCH_JOBS.items():
+        p = add(name, _job_handler(name), help_text)
+        if name == command:
+            batch_job(name).add_arguments(p)
     p = add("sql", cmd_sql, "Run Spark SQL over the lake's tables (database.table names).")
     p.add_argument("statement", help='e.g. "SELECT * FROM speed.orders_by_age_gender_1m"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--limit", type=_positive_int, default=None, help="at most this many rows")
+    p.add_argument("--limit", type=positive_int, default=None, help="at most this many rows")
     p = add("tables", cmd_tables, "List the lake's tables with row counts and Delta versions.")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p = add("report", cmd_report, "Write the age and gender figures as PNG under reports/.")
@@ -334,29 +248,38 @@ def build_parser() -> argparse.ArgumentParser:
     add("dashboard", cmd_dashboard, "Serve the read-only dashboard in the foreground.")
 
     p = add("generate", cmd_generate, "Append Tianchi-shaped order logs to the spool dirs.")
-    p.add_argument("--events", type=_positive_int, required=True, help="user actions to write")
-    p.add_argument("--rate", type=_non_negative_float, default=0, help="lines/s, 0 = unthrottled")
-    p.add_argument("--hosts", type=_positive_int, default=None, help="default ORDERLAKE_HOSTS")
+    p.add_argument("--events", type=positive_int, required=True, help="user actions to write")
+    p.add_argument("--rate", type=non_negative_float, default=0, help="lines/s, 0 = unthrottled")
+    p.add_argument("--hosts", type=positive_int, default=None, help="default ORDERLAKE_HOSTS")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--manifest", type=Path, default=None, help="manifest path (default: spool)")
-    p.add_argument("--rotate-mb", type=_non_negative_float, default=256, help="0 = never")
+    p.add_argument("--rotate-mb", type=non_negative_float, default=256, help="0 = never")
     p.add_argument("--live", action="store_true", help="stamp events with the wall clock")
 
     p = add("replay-tianchi", cmd_replay_tianchi, "Feed real Tianchi data_format1 CSVs.")
     p.add_argument("--user-info", type=Path, required=True)
     p.add_argument("--user-log", type=Path, required=True)
-    p.add_argument("--rate", type=_non_negative_float, default=0, help="lines/s, 0 = unthrottled")
-    p.add_argument("--hosts", type=_positive_int, default=None)
+    p.add_argument("--rate", type=non_negative_float, default=0, help="lines/s, 0 = unthrottled")
+    p.add_argument("--hosts", type=positive_int, default=None)
     p.add_argument("--rejects", type=Path, default=None, help="reject file (default: spool)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    return run_command(args.command, lambda settings: args.handler(settings, args))
+
+
+def run_command(command: str, work: Callable[[Settings], object]) -> int:
+    """Run ``work`` with the settings of the environment; expected failures print one
+    sentence on stderr and give their exit code, a bug its first line and a logged trace."""
     settings = None
     try:
         settings = Settings.from_env()
-        return args.handler(settings, args)
+        result = work(settings)
+        return result if isinstance(result, int) else 0
     except OrderlakeError as exc:
         print(f"orderlake: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -364,10 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         print("orderlake: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a bug: one sentence here, the trace in a log
-        where = log_trace(settings, args.command)
+        where = log_trace(settings, command)
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         print(
-            f"orderlake: error: {args.command} failed unexpectedly ({type(exc).__name__}: "
+            f"orderlake: error: {command} failed unexpectedly ({type(exc).__name__}: "
             f"{first}); the full trace is in {where}.",
             file=sys.stderr,
         )

@@ -9,12 +9,13 @@ names work in any process. Writes that may be retried carry a Delta transaction 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from delta.tables import DeltaTable
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
@@ -83,13 +84,50 @@ def discovered_tables(settings: Settings) -> list[str]:
     return found
 
 
+# The names a catalog holds point at one lake; a global temporary view records which lake and
+# which tables, so a session on a server that already registered them (every job on the warm
+# Spark) checks them with one query instead of re-creating each.
+_MARKER = "orderlake_lake"
+
+
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
-    """Register every table found on disk, then the views whose tables exist."""
+    """Make every table found on disk, and the views whose tables exist, known by name.
+
+    Cheap when nothing changed since the catalog last registered this lake (one query); tables
+    that appeared since are added without touching the others, so a query running in another
+    session never sees a name vanish. A catalog holding another lake's names (tests that switch
+    lakes in one session) is re-pointed entirely.
+    """
     names = discovered_tables(settings)
-    for name in names:
-        _register(spark, settings, name)
+    lake_dir = str(settings.lake_dir)
+    registered = _registered(spark)
+    if registered == (lake_dir, names):
+        return names
+    if registered is None or registered[0] != lake_dir:
+        for name in names:
+            _register(spark, settings, name)
+    else:
+        for name in sorted(set(names) - set(registered[1])):
+            _register(spark, settings, name)
     register_views(spark, set(names))
+    spark.sql(
+        f"CREATE OR REPLACE GLOBAL TEMPORARY VIEW {_MARKER} AS SELECT "
+        f"{_literal(lake_dir)} AS lake, {_literal(','.join(names))} AS tables"
+    )
     return names
+
+
+def _registered(spark: SparkSession) -> tuple[str, list[str]] | None:
+    """(lake directory, table names) the catalog registered last, None when none."""
+    try:
+        row = spark.sql(f"SELECT lake, tables FROM global_temp.{_MARKER}").first()
+    except PySparkException:
+        return None
+    return (row["lake"], [n for n in row["tables"].split(",") if n]) if row else None
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def register_views(spark: SparkSession, existing: set[str]) -> None:
@@ -97,52 +135,88 @@ def register_views(spark: SparkSession, existing: set[str]) -> None:
         for needs, sql in alternatives:
             if set(needs) <= existing:
                 spark.sql(f"CREATE DATABASE IF NOT EXISTS {view.split('.')[0]}")
-                forget(spark, view)
-                spark.sql(f"CREATE VIEW {view} AS {sql}")
+                spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
                 break
 
 
 def _register(spark: SparkSession, settings: Settings, name: str) -> None:
     database = name.split(".")[0]
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
-    # re-creating the entry makes the name point at this lake even if the session registered
+    # re-creating the entry makes the name point at this lake even if the catalog registered
     # another lake's table before (tests)
     forget(spark, name)
     spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
 
 
 def forget(spark: SparkSession, name: str) -> None:
-    """Drop the session's catalog entry of a table or view; a table's files stay (external)."""
+    """Drop the catalog entry of a table or view; a table's files stay (external)."""
     if spark.catalog.tableExists(name):
         kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
         spark.sql(f"DROP {kind} {name}")
 
 
+def ensure_tables(spark: SparkSession, settings: Settings, specs: list[TableSpec | str]) -> None:
+    """Create the tables that do not exist (empty, with their declared schema, partitioning and
+    properties) and register them by name."""
+    for spec in specs:
+        spec = TABLES[spec] if isinstance(spec, str) else spec
+        path = table_path(settings, spec.name)
+        if not exists(settings, spec.name):
+            writer = spark.createDataFrame([], spec.schema).write.format("delta").mode("ignore")
+            if spec.partition_by:
+                writer = writer.partitionBy(*spec.partition_by)
+            writer.save(str(path))
+        if spec.properties:
+            _set_properties(spark, path, dict(spec.properties))
+    register_tables(spark, settings)
+
+
 def ensure_table(spark: SparkSession, settings: Settings, spec: TableSpec | str) -> str:
-    """Create the table (empty, with its declared schema and partitioning) if it does not exist,
-    and register it in this session. Returns its name."""
-    spec = TABLES[spec] if isinstance(spec, str) else spec
-    path = table_path(settings, spec.name)
-    if not exists(settings, spec.name):
-        writer = spark.createDataFrame([], spec.schema).write.format("delta").mode("ignore")
-        if spec.partition_by:
-            writer = writer.partitionBy(*spec.partition_by)
-        writer.save(str(path))
-    if spec.properties:
-        _set_properties(spark, path, dict(spec.properties))
-    _register(spark, settings, spec.name)
-    register_views(spark, set(discovered_tables(settings)))
-    return spec.name
+    """``ensure_tables`` for one table; returns its name."""
+    ensure_tables(spark, settings, [spec])
+    return TABLES[spec].name if isinstance(spec, str) else spec.name
+
+
+def sql_name(settings: Settings, name: str) -> str:
+    """The table as Delta's SQL names it by path (delta.`/lake/db/table`): a statement works
+    whatever the session's catalog holds."""
+    return f"delta.`{table_path(settings, name)}`"
 
 
 def _set_properties(spark: SparkSession, path: Path, wanted: dict[str, str]) -> None:
     """Give the table these TBLPROPERTIES, also when it was created without them (a commit
     only when one differs)."""
-    current = DeltaTable.forPath(spark, str(path)).detail().first()["properties"]
+    current = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["properties"]
     if all(current.get(key) == value for key, value in wanted.items()):
         return
     assignments = ", ".join(f"'{key}' = '{value}'" for key, value in wanted.items())
     spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+
+def last_commit(spark: SparkSession, settings: Settings, name: str) -> dict:
+    """The table's newest history entry (version, operation, operationMetrics, ...)."""
+    row = spark.sql(f"DESCRIBE HISTORY {sql_name(settings, name)} LIMIT 1").first()
+    return row.asDict(recursive=True) if row else {}
+
+
+def merge(
+    spark: SparkSession, settings: Settings, name: str, source: DataFrame, statement: str
+) -> dict[str, int]:
+    """MERGE ``source`` into a table: ``statement`` is the part after ``USING ... AS s``
+    (``ON ... WHEN ...``), the table is ``t``. Returns Delta's counts (num_inserted_rows, ...).
+
+    The same SQL runs in an in-process session and over Spark Connect, where Delta's Python
+    DeltaTable API needs a server plugin that is not published for this Spark line.
+    """
+    view = f"merge_source_{uuid.uuid4().hex[:12]}"
+    source.createOrReplaceTempView(view)
+    try:
+        row = spark.sql(
+            f"MERGE INTO {sql_name(settings, name)} AS t USING {view} AS s {statement}"
+        ).first()
+    finally:
+        spark.catalog.dropTempView(view)
+    return {key: int(value) for key, value in row.asDict().items()} if row else {}
 
 
 @dataclass(frozen=True)

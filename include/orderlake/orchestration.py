@@ -1,10 +1,11 @@
 """What the Airflow DAGs run: each task calls one function here; the DAG files only wire them.
 
-Spark work runs as its own process (the batch/*.py entry points, like spark-submit): its JVM
-and memory are gone when the task ends, its one-sentence error becomes the task's failure, and
-the same command works by hand. A failed *check* (validation, reconciliation: exit code 3) fails
-the task at once, since re-running it cannot change the data, and so does a bad parameter (exit
-code 2); any other failure is retried.
+A task runs its batch job (orderlake.jobs.runner) in the task's own process, on a session of the
+warm Spark server, exactly as `orderlake batch ...` and batch/*.py do by hand: the job's
+summaries are the task's return value and lines of its log, its one-sentence error the task's
+failure. A failed *check* (validation, reconciliation) fails the task at once, since re-running
+it cannot change the data, and so does a bad parameter; any other failure (the Spark server
+restarting, Kafka away) is retried.
 Importing this module is cheap and does no I/O: DAG files import it at parse time.
 """
 
@@ -12,9 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from airflow.sdk import Asset, CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from orderlake.errors import CheckFailed, UsageError
-from orderlake.settings import PROJECT_ROOT, Settings
+from orderlake.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,55 +55,40 @@ TOPICS = ("tmall.user_actions", "tmall.user_profiles", "tmall.rejects")
 LAYERS = ("bronze", "silver", "gold")
 
 
-# --- running the batch entry points ---------------------------------------------------------------
-def run_entry(script: str, *args: str, env: Mapping[str, str] | None = None) -> list[dict]:
-    """Run batch/<script>.py with ``args`` in its own process; log its output; return the JSON
-    objects it printed. Exit 3 (a check failed) or 2 (a bad parameter) -> AirflowFailException;
-    other failures raise RuntimeError (retried by Airflow)."""
-    command = [sys.executable, str(PROJECT_ROOT / "batch" / f"{script}.py"), *args]
-    log.info("running %s", " ".join(command))
+# --- running the batch jobs ----------------------------------------------------------------------
+def run_job(name: str, *argv: str) -> list[dict]:
+    """Run the batch job ``name`` (as `orderlake NAME ARGV...` would) in this task's process;
+    return its summaries. A failed check or a bad parameter -> AirflowFailException (no retry);
+    any other failure is raised as it is and retried by Airflow."""
+    from orderlake.jobs import batch_job, runner
+
+    job = batch_job(name)
+    log.info("running orderlake %s %s", name, " ".join(argv))
     started = time.monotonic()
-    done = subprocess.run(
-        command, cwd=PROJECT_ROOT, env=dict(env or os.environ), capture_output=True, text=True
-    )
-    for line in done.stdout.splitlines():
-        log.info("%s", line)
-    for line in done.stderr.splitlines():
-        log.warning("%s", line)
-    log.info(
-        "%s finished in %.1f s with exit code %d",
-        script,
-        time.monotonic() - started,
-        done.returncode,
-    )
-    if done.returncode != 0:
-        message = _last_error(done.stderr) or f"batch/{script}.py exited {done.returncode}"
-        if done.returncode in (CheckFailed.exit_code, UsageError.exit_code):
-            raise AirflowFailException(message)  # a retry would fail the same way
-        raise RuntimeError(message)
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-
-
-def _last_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if "error:" in line]
-    return lines[-1].split("error:", 1)[1].strip() if lines else ""
+    try:
+        args = runner.parser(job).parse_args(list(argv))
+        return runner.execute(job, Settings.from_env(), args)
+    except (CheckFailed, UsageError) as exc:
+        raise AirflowFailException(str(exc)) from None  # a retry would fail the same way
+    finally:
+        log.info("orderlake %s ended after %.1f s", name, time.monotonic() - started)
 
 
 # --- task bodies ----------------------------------------------------------------------------------
 def load_bronze() -> dict:
     """Kafka -> bronze; skipped (no asset event, so no silver/gold run) when nothing is new."""
-    summary = run_entry("bronze")[0]
+    summary = run_job("batch", "bronze")[0]
     if not summary.get("records"):
         raise AirflowSkipException("no new Kafka records since the last bronze load")
     return summary
 
 
 def build_silver() -> dict:
-    return run_entry("silver")[0]
+    return run_job("batch", "silver")[0]
 
 
 def build_gold() -> dict:
-    return run_entry("gold")[0]
+    return run_job("batch", "gold")[0]
 
 
 def validate_quality() -> list[dict]:
@@ -116,19 +99,19 @@ def validate_quality() -> list[dict]:
 
     if not lake.exists(Settings.from_env(), GOLD_DAILY_TABLE.name):
         raise AirflowSkipException("the lake has no gold table yet: nothing to validate")
-    return run_entry("validate")
+    return run_job("validate")
 
 
 def reconcile(day: str | None = None) -> dict:
-    return run_entry("reconcile", *(["--date", day] if day else []))[0]
+    return run_job("reconcile", *(["--date", day] if day else []))[0]
 
 
 def optimize() -> dict:
-    return run_entry("maintain", "--optimize")[0]
+    return run_job("maintain", "--optimize")[0]
 
 
 def vacuum() -> dict:
-    return run_entry("maintain", "--vacuum")[0]
+    return run_job("maintain", "--vacuum")[0]
 
 
 def check_replay_params(params: Mapping[str, Any]) -> list[str]:
@@ -155,7 +138,7 @@ def check_replay_params(params: Mapping[str, Any]) -> list[str]:
 
 
 def run_replay(arguments: list[str]) -> dict:
-    return run_entry("replay", *arguments)[0]
+    return run_job("replay", *arguments)[0]
 
 
 # --- the speed layer's watchdog -------------------------------------------------------------------

@@ -12,25 +12,25 @@ fails the task at once, since re-running cannot change the data): it never only 
 
 Example::
 
-    summaries = validate(spark, Settings.from_env(), suites=["silver_users"])
+    summaries = list(validate(spark, Settings.from_env(), suites=["silver_users"]))
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
 import great_expectations as gx
-from delta.tables import DeltaTable
 from great_expectations.core import ExpectationSuiteValidationResult
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -41,6 +41,7 @@ from orderlake import lake, locks, schemas
 from orderlake.errors import CheckFailed, UsageError
 from orderlake.settings import PROJECT_ROOT, Settings
 
+NAME = "validate"
 SITE = "orderlake"
 DATA_SOURCE = "lake"
 # counts and up to 20 unexpected values: enough to see what is wrong; SUMMARY's per-value counts
@@ -168,11 +169,10 @@ def _checkpoint(context: Any, source: Any, suite: gx.ExpectationSuite) -> Any:
 
 
 # --- one suite ----------------------------------------------------------------------------------
-def _version(spark: SparkSession, settings: Settings, name: str) -> int:
-    path = str(lake.table_path(settings, name))
-    last = DeltaTable.forPath(spark, path).history(1).first()
-    assert last is not None  # every Delta table has at least its creating commit
-    return int(last["version"])
+def _version(settings: Settings, name: str) -> int:
+    version = lake.latest_version(settings, name)
+    assert version is not None  # the table exists: it has at least its creating commit
+    return version
 
 
 def _run_suite(
@@ -197,7 +197,7 @@ def _run_suite(
 
     # the version before the read: a commit in between makes the data newer than the version
     # recorded, never older (batch writers rarely run during a validation)
-    versions = {name: _version(spark, settings, name) for name in module.TABLES}
+    versions = {name: _version(settings, name) for name in module.TABLES}
     df = module.select({name: lake.read(spark, settings, name) for name in module.TABLES})
     checkpoint = _checkpoint(context, source, module.build(settings))
     try:
@@ -261,16 +261,13 @@ def _summary(suite, versions, rows, failed, started, page) -> dict:
 
 # --- the run ------------------------------------------------------------------------------------
 def validate(
-    spark: SparkSession,
-    settings: Settings,
-    suites: Iterable[str] | None = None,
-    report: Callable[[dict], None] | None = None,
-) -> list[dict]:
-    """Run the suites (default: all) against the current tables; returns one summary per suite.
+    spark: SparkSession, settings: Settings, suites: Iterable[str] | None = None
+) -> Iterator[dict]:
+    """Run the suites (default: all) against the current tables; yields each suite's summary
+    as it finishes.
 
-    Writes one ops.dq_results row per expectation result, builds the Data Docs, calls
-    ``report`` with each suite's summary as it finishes, then raises CheckFailed naming the
-    failed suites and expectations if any failed.
+    Writes one ops.dq_results row per expectation result and builds the Data Docs once every
+    suite ran, then raises CheckFailed naming the failed suites and expectations if any failed.
     """
     names = check_suites(suites)
     run_id = str(uuid.uuid4())
@@ -294,14 +291,13 @@ def validate(
                 for row in suite_rows
             ]
             pages += [ExpectationSuiteIdentifier(name=name), identifier] if identifier else []
-            if report:
-                report(summaries[-1])
+            yield summaries[-1]
         # this run's pages and the index, once; older runs' pages are already there
         context.build_data_docs(site_names=[SITE], resource_identifiers=pages or None)
         index = data_docs_dir(settings) / "index.html"
         # the batch writers of the lake are serialised by this lock; wait for a running one
         with locks.exclusive(settings, BATCH_LOCK, wait=True):
-            lake.ensure_table(spark, settings, schemas.DQ_RESULTS_TABLE)
+            lake.ensure_tables(spark, settings, [schemas.DQ_RESULTS_TABLE])
             lake.append(
                 spark.createDataFrame(rows, schemas.DQ_RESULTS),
                 settings,
@@ -314,4 +310,27 @@ def validate(
             f"Data quality failed for {what}; the results are in ops.dq_results (run {run_id}) "
             f"and the Data Docs at {index}."
         )
-    return summaries
+
+
+# --- the job: `orderlake validate`, batch/validate.py, the validate_quality DAG (jobs/runner.py) -
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--suite", action="append", metavar="NAME", help="only this suite (repeatable)"
+    )
+
+
+def check(settings: Settings, args: argparse.Namespace) -> None:
+    """A bad suite name fails before any Spark work."""
+    check_suites(args.suite)
+
+
+def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
+    """Each suite's summary as it finishes; CheckFailed after the last when any failed."""
+    yield from validate(spark, settings, check_suites(args.suite))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`orderlake validate ...` as a program of its own (batch/validate.py)."""
+    from orderlake.jobs import runner
+
+    return runner.main(sys.modules[__name__], argv)

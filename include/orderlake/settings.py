@@ -54,9 +54,15 @@ class Settings(BaseSettings):
     flume_monitor_port: int = 34545  # collector; edge host-N uses this + N
     flume_heap: str = "256m"
 
-    # Spark
+    # Spark: the warm Spark Connect server every batch job and query attaches to (the `spark`
+    # component), and the master its driver and the speed layer's run on
     spark_master: str = "local[2]"
-    spark_driver_memory: str = "1g"
+    spark_connect_host: str = "127.0.0.1"  # where clients reach it (compose: its service name)
+    spark_connect_port: int = 15002
+    # the server's driver heap: every batch job's data passes through it (a full rebuild
+    # de-duplicates every event at once)
+    spark_server_memory: str = "2g"
+    spark_driver_memory: str = "1g"  # an in-process session of a tool or test
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
     # Kafka records a speed-layer micro-batch reads at most per topic: bounds its time and the
     # driver's memory while catching up on a backlog. A micro-batch has a fixed cost of
@@ -67,7 +73,6 @@ class Settings(BaseSettings):
     # de-duplication (about 230 bytes each; 500,000 is ~14 minutes of purchases at 10,000
     # events/s, 6% of them purchases); older duplicates are looked up in speed.purchases
     speed_counted_keys: int = Field(default=500_000, ge=2)
-    batch_driver_memory: str = "2g"  # a full rebuild de-duplicates every event at once
 
     # Batch layer: a day is final once the data has moved this far past its end
     lateness_minutes: int = 10
@@ -125,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def spark_connect_url(self) -> str:
+        return f"sc://{self.spark_connect_host}:{self.spark_connect_port}"
 
     @property
     def host_names(self) -> list[str]:

@@ -1,14 +1,21 @@
-"""The one SparkSession factory: Delta, the Kafka source jars, and the lake's tables by name.
+"""The one place Spark sessions come from: a warm Spark Connect session for batch work and
+queries, and an in-process session for the always-on speed layer.
 
-Jobs and tests never call ``SparkSession.builder`` themselves. Each session registers the lake's
-Delta tables (``<lake>/<database>/<table>``) and views in its own in-memory catalog, so any new
-process (streaming job, batch job, `orderlake sql`) sees every table as ``database.table``
-without a shared metastore (an embedded Derby metastore admits one JVM at a time).
+Every batch job, validation, reconciliation, replay, maintenance run and `orderlake sql`
+attaches to the platform's Spark Connect server (the `spark` component of `orderlake up`;
+stack/spark_server.py starts it): a session costs well under a second there, against 20-30 s
+for a JVM of its own on 2 cores. Each job gets a session of its own; sessions share only the
+lake's tables. The speed layer keeps its own JVM (``get_spark``): it is one long application
+whose micro-batches must not wait behind batch work.
+
+Both kinds of session are configured from ``session_conf`` (Delta, the Kafka source jars, the
+lake's catalog, small-machine defaults), and both see the lake's tables as `database.table`
+(lake.register_tables: from the lake's directory layout, no shared metastore).
 
 Example::
 
-    spark = get_spark(Settings.from_env(), "orderlake-sql")
-    spark.sql("SELECT * FROM speed.orders_by_age_gender_1m").show()
+    with connect(Settings.from_env(), "orderlake-sql") as spark:
+        spark.sql("SELECT * FROM speed.orders_by_age_gender_1m").show()
 """
 
 from __future__ import annotations
@@ -16,17 +23,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
+from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
 from orderlake.stack import jvm
 
 LOG4J2 = """\
-# orderlake: quiet Spark driver logs (warnings and errors only)
+# orderlake: quiet Spark logs (warnings and errors only)
 rootLogger.level = warn
 rootLogger.appenderRef.stderr.ref = stderr
 appender.stderr.type = Console
@@ -48,15 +58,63 @@ logger.native.name = org.apache.hadoop.util.NativeCodeLoader
 logger.native.level = error
 logger.sparkconf.name = org.apache.spark.SparkConf
 logger.sparkconf.level = error
+# the Connect server says where it listens, once
+logger.connect_server.name = org.apache.spark.sql.connect.service.SparkConnectServer
+logger.connect_server.level = info
 """
 
 
-def _log4j2_file(settings: Settings) -> Path:
+def log4j2_file(settings: Settings) -> Path:
     path = settings.run_dir / "spark-log4j2.properties"
     if not path.exists() or path.read_text() != LOG4J2:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(LOG4J2)
     return path
+
+
+def session_conf(settings: Settings, driver_memory: str) -> dict[str, str]:
+    """Spark configuration of a session over the lake, for the speed layer's own JVM and for
+    the Connect server alike."""
+    log4j = log4j2_file(settings)
+    return {
+        "spark.master": settings.spark_master,
+        "spark.driver.memory": driver_memory,
+        "spark.jars": ",".join(jvm.spark_extra_jars()),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # each session registers the lake's tables from its directories (lake.register_tables):
+        # an embedded Derby metastore would admit one JVM at a time
+        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.warehouse.dir": str(settings.lake_dir / "_warehouse"),
+        "spark.sql.session.timeZone": "UTC",
+        # enough shuffle partitions for a full rebuild to fit in memory; adaptive execution
+        # coalesces them for small inputs
+        "spark.sql.shuffle.partitions": "16",
+        "spark.default.parallelism": "4",
+        # Delta reads its log with this many partitions: the default 50 is for clusters
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.databricks.delta.autoCompact.enabled": "false",
+        # VACUUM lists a table with this many tasks: the default 10,000 is for clusters
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+        # Delta 4.4 ignores VACUUM's RETAIN hours unless this is off; the VACUUM guard
+        # (jobs/maintenance.py) decides a retention and relies on it being honoured
+        "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # -XX:-DontCompileHugeMethods: Spark's generated code for the contract parse is one
+        # method over HotSpot's 8,000-byte JIT limit, which otherwise runs interpreted
+        "spark.driver.extraJavaOptions": (
+            f"-Dlog4j2.configurationFile=file:{log4j} -XX:-DontCompileHugeMethods"
+        ),
+        "spark.local.dir": str(settings.home / "spark-tmp"),
+    }
+
+
+def _python_env(settings: Settings) -> None:
+    # the Python workers must be this interpreter, whatever `python` is on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    java = jvm.java_executable(settings.java_home)
+    os.environ.setdefault("JAVA_HOME", str(Path(java).resolve().parents[1]))
 
 
 @contextlib.contextmanager
@@ -83,55 +141,17 @@ def get_spark(
     conf: dict[str, str] | None = None,
     quiet: bool = False,
 ) -> SparkSession:
-    """Build (or return the active) SparkSession configured for the lake.
+    """Build (or return the active) SparkSession in this process, configured for the lake: the
+    speed layer's and the tests' own JVM. Batch work attaches to the warm server (``connect``).
 
     ``register=False`` skips registering the lake's tables (a job that creates them first);
-    ``quiet=True`` sends the JVM's own output to ORDERLAKE_HOME/logs/spark-<app>.log so a
-    command-line user sees only the command's answer.
+    ``quiet=True`` sends the JVM's own output to ORDERLAKE_HOME/logs/spark-<app>.log.
     """
-    # the Python workers must be this interpreter, whatever `python` is on PATH
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    java = jvm.java_executable(settings.java_home)
-    os.environ.setdefault("JAVA_HOME", str(Path(java).resolve().parents[1]))
+    _python_env(settings)
     settings.lake_dir.mkdir(parents=True, exist_ok=True)
-    log4j = _log4j2_file(settings)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.spark_master)
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.jars", ",".join(jvm.spark_extra_jars()))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        )
-        .config("spark.sql.catalogImplementation", "in-memory")
-        .config("spark.sql.warehouse.dir", str(settings.lake_dir / "_warehouse"))
-        .config("spark.sql.session.timeZone", "UTC")
-        # enough shuffle partitions for a full rebuild to fit in memory; adaptive execution
-        # coalesces them for small inputs
-        .config("spark.sql.shuffle.partitions", "16")
-        .config("spark.default.parallelism", "4")
-        # Delta reads its log with this many partitions: the default 50 is for clusters
-        .config("spark.databricks.delta.snapshotPartitions", "2")
-        .config("spark.databricks.delta.autoCompact.enabled", "false")
-        # VACUUM lists a table with this many tasks: the default 10,000 is for clusters (82 s
-        # for an empty table on 2 cores, 12 s with 4)
-        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "4")
-        # Delta 4.4 ignores VACUUM's RETAIN hours unless this is off; the VACUUM guard
-        # (jobs/maintenance.py) decides a retention and relies on it being honoured
-        .config("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", "false")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        # -XX:-DontCompileHugeMethods: Spark's generated code for the contract parse is one
-        # method over HotSpot's 8,000-byte JIT limit, so it ran interpreted (parse of 92,000
-        # records 1.55 s -> 1.0-1.2 s with it)
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-Dlog4j2.configurationFile=file:{log4j} -XX:-DontCompileHugeMethods",
-        )
-        .config("spark.local.dir", str(settings.home / "spark-tmp"))
-    )
-    for key, value in (conf or {}).items():
+    builder = SparkSession.builder.appName(app_name)
+    wanted = {**session_conf(settings, settings.spark_driver_memory), **(conf or {})}
+    for key, value in wanted.items():
         builder = builder.config(key, value)
     if quiet:
         logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
@@ -145,3 +165,61 @@ def get_spark(
 
         lake.register_tables(spark, settings)
     return spark
+
+
+def server_down(settings: Settings, why: str) -> OrderlakeError:
+    """The one sentence every job and `orderlake sql` gives when the warm Spark is missing."""
+    how = (
+        "start it with `orderlake up` (or `orderlake up --only spark`)"
+        if settings.env == "local"
+        else "check the spark-connect service of the cluster"
+    )
+    return OrderlakeError(
+        f"The Spark server (component `spark`) does not answer at {settings.spark_connect_url} "
+        f"({why}); {how}."
+    )
+
+
+def _reachable(settings: Settings, timeout: float = 3.0) -> str | None:
+    """None when the server's port accepts a connection, else why not. The Connect client
+    itself retries an unreachable server for minutes; a job should fail in seconds."""
+    try:
+        with socket.create_connection(
+            (settings.spark_connect_host, settings.spark_connect_port), timeout=timeout
+        ):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+@contextlib.contextmanager
+def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iterator[SparkSession]:
+    """A new session on the warm Spark Connect server, stopped when the block ends.
+
+    Fails in one sentence naming the `spark` component when the server is down or refuses.
+    ``register=False`` skips registering the lake's tables in the server's catalog.
+    """
+    why = _reachable(settings)
+    if why is not None:
+        raise server_down(settings, why)
+    # pyspark logs a failed query's error, and the Connect client a retried call's gRPC error:
+    # the user gets one sentence from the caller instead
+    for logger in ("SQLQueryContextLogger", "pyspark.sql.connect.client.logging"):
+        logging.getLogger(logger).setLevel(logging.CRITICAL)
+    try:
+        # the application's name travels as the client's user agent (the server's logs show it)
+        url = f"{settings.spark_connect_url}/;user_agent={app_name}"
+        spark = SparkSession.builder.remote(url).create()
+        spark.sql("SELECT 1").collect()
+    except PySparkException as exc:
+        raise server_down(settings, str(exc).strip().splitlines()[0][:200]) from None
+    try:
+        if register:
+            from orderlake import lake
+
+            lake.register_tables(spark, settings)
+        yield spark
+    finally:
+        # a Connect session holds gRPC threads that keep the process alive until stopped
+        with contextlib.suppress(Exception):
+            spark.stop()

@@ -77,3 +77,25 @@ def test_bad_setting_is_one_clear_sentence(tmp_path):
     assert done.returncode == 2
     assert "ORDERLAKE_KAFKA_PORT='ninety' is not valid" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("sql", "SELECT 1"), ("tables",), ("batch", "silver"), ("reconcile",), ("validate",)],
+)
+def test_the_spark_server_down_is_one_sentence_naming_the_component(tmp_path, command):
+    """Every batch job and query attaches to the warm Spark: without it, one sentence saying
+    which component and how to start it, at once (the Connect client itself retries for
+    minutes)."""
+    from tests.fixtures.stack import Platform, settings_from
+
+    env = isolated_env(tmp_path / "no-spark")  # nothing listens on its Spark Connect port
+    done = Platform(env, settings_from(env)).cli(*command, check=False, timeout=120)
+    assert done.returncode == 1, done.stderr
+    port = env["ORDERLAKE_SPARK_CONNECT_PORT"]
+    assert done.stderr.startswith(
+        f"orderlake: error: The Spark server (component `spark`) does not answer at "
+        f"sc://127.0.0.1:{port}"
+    ), done.stderr
+    assert "`orderlake up`" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

@@ -80,11 +80,11 @@ def expected(dimension: int) -> dict[str, dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def built(spark, tmp_path_factory):
+def built(spark, spark_server, tmp_path_factory):
     """A lake with gold (two final days, one open day) and speed.purchases (the open day and
-    a final day), and the environment of CLI processes using it."""
+    a final day), and the environment of CLI processes using it (and the warm Spark)."""
     home = tmp_path_factory.mktemp("dashboard") / "home"
-    env = isolated_env(home)
+    env = isolated_env(home, spark_server)
     settings = settings_from(env)
     gold = "gold.orders_by_age_gender_daily"
     rows = [r for day, counts in FINAL.items() for r in gold_rows(day, counts, True)]
@@ -182,7 +182,7 @@ def sql_json(env: dict, statement: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def spark_says(built) -> dict[str, dict[str, dict[str, int]]]:
     """figure -> label -> {status: orders} of gold.orders_by_age_gender, answered by Spark in a
-    fresh `orderlake sql` process (one statement: a Spark session costs seconds)."""
+    fresh `orderlake sql` process on the warm Spark."""
     env, _ = built
     per = "status, SUM(orders) AS orders FROM gold.orders_by_age_gender GROUP BY"
     rows = sql_json(

@@ -17,6 +17,7 @@ from orderlake import contracts, lake, quality, schemas
 from orderlake.errors import CheckFailed
 from orderlake.settings import Settings
 from orderlake.transforms import gold
+from tests.fixtures.stack import isolated_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -103,9 +104,8 @@ def rows_frame(spark, schema, rows):
     )
 
 
-def validate_cli(settings: Settings, cwd, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLAKE_")}
-    env |= {"ORDERLAKE_HOME": str(settings.home), "ORDERLAKE_BATCH_DRIVER_MEMORY": "1g"}
+def validate_cli(settings: Settings, spark_server, cwd, *args: str) -> subprocess.CompletedProcess:
+    env = isolated_env(settings.home, spark_server)
     # from another directory: expectations/ must be found without the checkout on sys.path
     return subprocess.run(
         [sys.executable, "-m", "orderlake.cli", "validate", *args],
@@ -117,11 +117,11 @@ def validate_cli(settings: Settings, cwd, *args: str) -> subprocess.CompletedPro
     )
 
 
-def test_validate_records_passing_and_failing_runs(spark, tmp_path):
+def test_validate_records_passing_and_failing_runs(spark, spark_server, tmp_path):
     settings = Settings(home=tmp_path / "home")
     build_lake(spark, settings)
 
-    done = validate_cli(settings, tmp_path)
+    done = validate_cli(settings, spark_server, tmp_path)
     assert done.returncode == 0, done.stderr
     summaries = [json.loads(line) for line in done.stdout.splitlines()]
     assert [s["suite"] for s in summaries] == list(EXPECTATIONS)
@@ -152,7 +152,9 @@ def test_validate_records_passing_and_failing_runs(spark, tmp_path):
 
     # a passing suite in the same run is recorded but not named in the error
     rerun = ["silver_user_actions", "gold_orders_by_age_gender_daily"]
-    done = validate_cli(settings, tmp_path, *(arg for suite in rerun for arg in ("--suite", suite)))
+    done = validate_cli(
+        settings, spark_server, tmp_path, *(arg for suite in rerun for arg in ("--suite", suite))
+    )
     assert done.returncode == CheckFailed.exit_code  # 3: orchestration fails it without retrying
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
@@ -184,7 +186,7 @@ def test_validate_records_passing_and_failing_runs(spark, tmp_path):
 def test_a_missing_table_fails_its_suite_with_a_reason(spark, tmp_path):
     settings = Settings(home=tmp_path / "home")
     with pytest.raises(CheckFailed, match=r"silver_users \(table silver.users does not exist"):
-        quality.validate(spark, settings, ["silver_users"])
+        list(quality.validate(spark, settings, ["silver_users"]))
     (row,) = lake.read(spark, settings, "ops.dq_results").collect()
     assert (row["suite"], row["expectation"], row["success"]) == (
         "silver_users",

@@ -56,3 +56,18 @@ def test_valid_replay_params_become_cli_arguments():
 def test_bad_replay_params_fail_the_task_without_retry(params, message):
     with pytest.raises(AirflowFailException, match=message):
         o.check_replay_params(params)
+
+
+def test_a_task_runs_its_batch_job_in_process_and_maps_failures(tmp_path, monkeypatch):
+    """A bad parameter fails the task without retry; the warm Spark being down is an error
+    Airflow retries, with the sentence naming the component."""
+    from orderlake.errors import OrderlakeError
+    from orderlake.stack.ports import free_port
+
+    monkeypatch.setenv("ORDERLAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ORDERLAKE_SPARK_CONNECT_PORT", str(free_port()))
+    with pytest.raises(AirflowFailException, match="Unknown suite nope"):
+        o.run_job("validate", "--suite", "nope")
+    with pytest.raises(OrderlakeError, match=r"Spark server \(component `spark`\)") as raised:
+        o.run_job("reconcile")
+    assert not isinstance(raised.value, AirflowFailException)

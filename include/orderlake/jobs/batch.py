@@ -13,17 +13,20 @@ table at most once. Each run leaves a row in ops.batch_runs (cursor, counts, aff
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from orderlake import contracts, lake, locks, schemas
+from orderlake.arguments import iso_date
 from orderlake.errors import OrderlakeError
 from orderlake.schemas import (
     BATCH_RUNS_TABLE,
@@ -40,13 +43,13 @@ from orderlake.transforms import gold as gold_t
 from orderlake.transforms import parsing
 from orderlake.transforms import silver as silver_t
 
+NAME = "batch"
 LAYERS = ("bronze", "silver", "gold")
 LOCK = "batch"
 
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
-    for spec in schemas.BATCH_TABLES:
-        lake.ensure_table(spark, settings, spec)
+    lake.ensure_tables(spark, settings, list(schemas.BATCH_TABLES))
 
 
 # --- bronze -------------------------------------------------------------------------------------
@@ -181,9 +184,8 @@ def bronze_is_current(settings: Settings) -> bool:
 
 
 def _last_commit_rows(spark: SparkSession, settings: Settings, name: str) -> int:
-    path = str(lake.table_path(settings, name))
-    last = DeltaTable.forPath(spark, path).history(1).first()
-    return int((last["operationMetrics"] or {}).get("numOutputRows", 0)) if last else 0
+    metrics = lake.last_commit(spark, settings, name).get("operationMetrics") or {}
+    return int(metrics.get("numOutputRows", 0))
 
 
 # --- runs and cursors ---------------------------------------------------------------------------
@@ -285,11 +287,10 @@ def _merge_users(
     spark: SparkSession, settings: Settings, latest: DataFrame, txn: lake.Txn | None, full: bool
 ) -> list[int]:
     """Upsert the latest profiles into silver.users; returns the users whose bucket changed."""
-    path = str(lake.table_path(settings, SILVER_USERS.name))
-    current = DeltaTable.forPath(spark, path).toDF()
     if full:
         lake.overwrite(latest, settings, SILVER_USERS.name)
         return []  # a full rebuild recomputes every gold day anyway
+    current = lake.read(spark, settings, SILVER_USERS.name)
     changed = latest.join(
         current,
         [
@@ -302,13 +303,13 @@ def _merge_users(
     moved = [r[0] for r in changed.collect()]
     newer = "s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.offset > t.offset)"
     with lake.transaction(spark, txn):
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(latest.alias("s"), "t.user_id = s.user_id")
-            .whenMatchedUpdateAll(condition=newer)
-            .whenNotMatchedInsertAll()
-            .execute()
+        lake.merge(
+            spark,
+            settings,
+            SILVER_USERS.name,
+            latest,
+            "ON t.user_id = s.user_id "
+            f"WHEN MATCHED AND ({newer}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
         )
     return moved
 
@@ -415,22 +416,41 @@ def _public(run: dict) -> dict:
     return out
 
 
-# --- entry point --------------------------------------------------------------------------------
-def run(
-    spark: SparkSession,
-    settings: Settings,
-    layers: tuple[str, ...] = LAYERS,
-    full: bool = False,
-    close_through: date | None = None,
-) -> list[dict]:
-    """Run the given layers in order under the batch lock; returns one summary per layer."""
+# --- the job: `orderlake batch LAYER`, batch/<layer>.py, the Airflow tasks (jobs/runner.py) -----
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("layer", choices=(*LAYERS, "all"))
+    parser.add_argument("--full", action="store_true", help="rebuild from all of bronze")
+    parser.add_argument(
+        "--close-through", type=iso_date, metavar="YYYY-MM-DD", help="mark days up to this final"
+    )
+
+
+def _layers(args: argparse.Namespace) -> tuple[str, ...]:
+    return LAYERS if args.layer == "all" else (args.layer,)
+
+
+def shortcut(settings: Settings, args: argparse.Namespace) -> list[dict] | None:
+    """The scheduled bronze load's usual case, nothing new in Kafka, answered without Spark."""
+    if _layers(args) == ("bronze",) and bronze_is_current(settings):
+        return [{"layer": "bronze", "records": 0, "spark": False}]
+    return None
+
+
+def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
+    """The layers asked for, in order, under the batch lock; one summary per layer."""
+    layers = _layers(args)
     with locks.exclusive(settings, LOCK):
         ensure_tables(spark, settings)
-        summaries = []
         if "bronze" in layers:
-            summaries.append(load_bronze(spark, settings))
+            yield load_bronze(spark, settings)
         if "silver" in layers:
-            summaries.append(build_silver(spark, settings, full=full))
+            yield build_silver(spark, settings, full=args.full)
         if "gold" in layers:
-            summaries.append(build_gold(spark, settings, full=full, close_through=close_through))
-        return summaries
+            yield build_gold(spark, settings, full=args.full, close_through=args.close_through)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`orderlake batch LAYER ...` as a program of its own (batch/*.py)."""
+    from orderlake.jobs import runner
+
+    return runner.main(sys.modules[__name__], argv)

@@ -11,10 +11,12 @@ speed.* tables belong to the streaming job (one writer per table) and are never 
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -23,6 +25,7 @@ from orderlake.errors import OrderlakeError
 from orderlake.jobs import batch
 from orderlake.settings import Settings
 
+NAME = "maintain"
 RECONCILIATION = "ops.reconciliation"
 
 
@@ -35,8 +38,7 @@ def optimize(spark: SparkSession, settings: Settings) -> list[dict]:
     results = []
     with locks.exclusive(settings, batch.LOCK):
         for name in maintained_tables(settings):
-            table = DeltaTable.forPath(spark, str(lake.table_path(settings, name)))
-            metrics = table.optimize().executeCompaction().first()["metrics"]
+            metrics = spark.sql(f"OPTIMIZE {lake.sql_name(settings, name)}").first()["metrics"]
             results.append(
                 {
                     "table": name,
@@ -62,8 +64,8 @@ def pinned_since(spark: SparkSession, settings: Settings, name: str) -> datetime
     versions = [v for v in versions if v is not None]
     if not versions:
         return None
-    table = DeltaTable.forPath(spark, str(lake.table_path(settings, name)))
-    oldest = table.history().where(F.col("version") == min(versions)).select("timestamp").first()
+    history = spark.sql(f"DESCRIBE HISTORY {lake.sql_name(settings, name)}")
+    oldest = history.where(F.col("version") == min(versions)).select("timestamp").first()
     return oldest[0].replace(tzinfo=UTC) if oldest else None
 
 
@@ -103,6 +105,30 @@ def vacuum(spark: SparkSession, settings: Settings, retain_hours: float | None =
     for name in maintained_tables(settings):
         vacuum_guard(spark, settings, name, hours)
         with locks.exclusive(settings, batch.LOCK):
-            DeltaTable.forPath(spark, str(lake.table_path(settings, name))).vacuum(hours)
+            spark.sql(f"VACUUM {lake.sql_name(settings, name)} RETAIN {hours:g} HOURS").collect()
         done.append({"table": name, "retain_hours": hours})
     return done
+
+
+# --- the job: `orderlake maintain`, batch/maintain.py, the delta_maintenance DAG (jobs/runner.py)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from orderlake.arguments import non_negative_float
+
+    parser.add_argument("--optimize", action="store_true", help="compact small files only")
+    parser.add_argument("--vacuum", action="store_true", help="VACUUM only")
+    parser.add_argument("--retain-hours", type=non_negative_float, default=None)
+
+
+def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
+    both = not (args.optimize or args.vacuum)
+    if args.optimize or both:
+        yield {"optimize": optimize(spark, settings)}
+    if args.vacuum or both:
+        yield {"vacuum": vacuum(spark, settings, args.retain_hours)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`orderlake maintain ...` as a program of its own (batch/maintain.py)."""
+    from orderlake.jobs import runner
+
+    return runner.main(sys.modules[__name__], argv)

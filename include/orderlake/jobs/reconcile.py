@@ -23,13 +23,15 @@ are written, naming what differs.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -48,6 +50,7 @@ from orderlake.schemas import (
 from orderlake.settings import Settings
 from orderlake.stack import kafka
 
+NAME = "reconcile"
 SAMPLE = 20  # at most this many offsets / event ids named per finding
 COMPARED_TABLES = (
     BRONZE_TABLE.name,
@@ -475,13 +478,10 @@ def _speed_processed_offsets(settings: Settings) -> dict[int, int]:
 
 
 # --- the run ------------------------------------------------------------------------------------
-def table_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
-    versions = {}
-    for name in COMPARED_TABLES:
-        if lake.exists(settings, name):
-            table = DeltaTable.forPath(spark, str(lake.table_path(settings, name)))
-            versions[name] = int(table.history(1).first()["version"])
-    return versions
+def table_versions(settings: Settings) -> dict[str, int]:
+    """The newest version of each compared table, from its log's file names (no Spark)."""
+    versions = {name: lake.latest_version(settings, name) for name in COMPARED_TABLES}
+    return {name: version for name, version in versions.items() if version is not None}
 
 
 def reconcile(spark: SparkSession, settings: Settings, day: date | None = None) -> dict:
@@ -491,7 +491,7 @@ def reconcile(spark: SparkSession, settings: Settings, day: date | None = None) 
     checked_at = datetime.now(UTC)
     with locks.exclusive(settings, batch.LOCK):
         batch.ensure_tables(spark, settings)
-        versions = table_versions(spark, settings)
+        versions = table_versions(settings)
         findings = (
             check_kafka_vs_bronze(spark, settings)
             + check_bronze_vs_silver(spark, settings)
@@ -531,3 +531,23 @@ def reconcile(spark: SparkSession, settings: Settings, day: date | None = None) 
             f"(ops.reconciliation run_id {run_id})."
         )
     return summary
+
+
+# --- the job: `orderlake reconcile`, batch/reconcile.py, the reconcile_layers DAG (runner.py) ---
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from orderlake.arguments import iso_date
+
+    parser.add_argument(
+        "--date", type=iso_date, metavar="YYYY-MM-DD", help="speed vs batch for this day only"
+    )
+
+
+def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
+    yield reconcile(spark, settings, args.date)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`orderlake reconcile ...` as a program of its own (batch/reconcile.py)."""
+    from orderlake.jobs import runner
+
+    return runner.main(sys.modules[__name__], argv)

@@ -12,14 +12,16 @@ still holds; every run leaves a row in ops.replays.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, TopicPartition
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -32,6 +34,7 @@ from orderlake.transforms import bronze as bronze_t
 from orderlake.transforms import parsing
 from orderlake.transforms import silver as silver_t
 
+NAME = "replay"
 LAYER_CHOICES = ("bronze", "silver", "gold")
 _OFFSETS = re.compile(r"^\d+:\d+(,\d+:\d+)*$")
 
@@ -186,16 +189,15 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
 
 def _merge_bronze(spark: SparkSession, settings: Settings, rows, topic: str) -> int:
     """Insert the range's records bronze lacks; returns how many were inserted."""
-    path = str(lake.table_path(settings, BRONZE_TABLE.name))
-    condition = (
-        f"t.topic = '{topic}' AND t.topic = s.topic AND t.partition = s.partition "
-        "AND t.offset = s.offset"
+    counts = lake.merge(
+        spark,
+        settings,
+        BRONZE_TABLE.name,
+        rows,
+        f"ON t.topic = '{topic}' AND t.topic = s.topic AND t.partition = s.partition "
+        "AND t.offset = s.offset WHEN NOT MATCHED THEN INSERT *",
     )
-    DeltaTable.forPath(spark, path).alias("t").merge(
-        rows.alias("s"), condition
-    ).whenNotMatchedInsertAll().execute()
-    metrics = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"] or {}
-    return int(metrics.get("numTargetRowsInserted", 0))
+    return counts.get("num_inserted_rows", 0)
 
 
 def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -> set:
@@ -241,11 +243,43 @@ def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -
 
 
 def _merge_quarantine(spark: SparkSession, settings: Settings, rows) -> None:
-    path = str(lake.table_path(settings, QUARANTINE_TABLE.name))
-    condition = (
-        "t.layer = s.layer AND t.topic = s.topic AND t.partition = s.partition "
-        "AND t.offset = s.offset"
+    lake.merge(
+        spark,
+        settings,
+        QUARANTINE_TABLE.name,
+        rows,
+        "ON t.layer = s.layer AND t.topic = s.topic AND t.partition = s.partition "
+        "AND t.offset = s.offset WHEN NOT MATCHED THEN INSERT *",
     )
-    DeltaTable.forPath(spark, path).alias("t").merge(
-        rows.alias("s"), condition
-    ).whenNotMatchedInsertAll().execute()
+
+
+# --- the job: `orderlake replay`, batch/replay.py, the replay DAG (jobs/runner.py) --------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topic", required=True, help="e.g. tmall.user_actions")
+    parser.add_argument(
+        "--from", dest="range_from", required=True, help="offsets P:O,.. or ISO time"
+    )
+    parser.add_argument(
+        "--to", dest="range_to", required=True, help="exclusive; offsets or ISO time"
+    )
+    parser.add_argument("--layers", default="bronze,silver,gold", help="default bronze,silver,gold")
+
+
+def request_of(args: argparse.Namespace) -> ReplayRequest:
+    return ReplayRequest(args.topic, args.range_from, args.range_to, parse_layers(args.layers))
+
+
+def check(settings: Settings, args: argparse.Namespace) -> None:
+    """Bad parameters fail before any Spark work."""
+    validate(request_of(args))
+
+
+def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
+    yield replay(spark, settings, request_of(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`orderlake replay ...` as a program of its own (batch/replay.py)."""
+    from orderlake.jobs import runner
+
+    return runner.main(sys.modules[__name__], argv)

@@ -111,6 +111,24 @@ def flume_component(settings: Settings, agent: str) -> Component:
     )
 
 
+def spark_component(settings: Settings) -> Component:
+    """The warm Spark Connect server batch jobs and queries attach to (stack/spark_server.py)."""
+    from orderlake.stack import spark_server
+
+    return Component(
+        spark_server.NAME,
+        lambda: [spark_server.program(settings)],
+        ports={
+            "the Spark Connect server": (
+                settings.spark_connect_port,
+                "ORDERLAKE_SPARK_CONNECT_PORT",
+            )
+        },
+        ready=lambda: spark_server.wait_ready(settings),
+        address=lambda: spark_server.address(settings),
+    )
+
+
 def streaming_component(settings: Settings) -> Component:
     """The speed layer's Spark Structured Streaming job (streaming/speed_layer.py)."""
     from orderlake.stack import streaming
@@ -172,6 +190,7 @@ def components(settings: Settings) -> list[Component]:
     return [
         kafka_component(settings),
         *(flume_component(settings, agent) for agent in flume.agent_names(settings)),
+        spark_component(settings),
         streaming_component(settings),
         airflow_component(settings),
         dashboard.component(settings),

@@ -1,0 +1,100 @@
+"""The warm Spark: a Spark Connect server every batch job, validation and query attaches to.
+
+Started by `orderlake up` as the supervised component `spark`: Spark's own Connect server
+(org.apache.spark.sql.connect.service.SparkConnectServer, shipped in pyspark's jars) run with
+spark-submit from pyspark's distribution, configured like every lake session (spark.py's
+session_conf: Delta's SQL extension and catalog, the Kafka source jars) and bound to
+ORDERLAKE_BIND_HOST:ORDERLAKE_SPARK_CONNECT_PORT. Its driver runs on ORDERLAKE_SPARK_MASTER:
+`local[2]` in the embedded default, the standalone master in a cluster.
+
+Jobs come and go as Connect sessions (spark.connect); the JVM, its compiled code and its caches
+stay, so a batch step pays no JVM start. The FAIR scheduler lets an analyst's query run beside
+a long batch job instead of queueing behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from orderlake.errors import OrderlakeError
+from orderlake.settings import Settings
+from orderlake.stack import jvm
+from orderlake.stack.supervisor import Program
+
+NAME = "spark"
+MAIN_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+READY_TIMEOUT_S = 180.0
+
+
+def spark_home() -> Path:
+    """pyspark's own Spark distribution (bin/spark-submit, jars/)."""
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def command(settings: Settings) -> list[str]:
+    """spark-submit of the Connect server with the lake's session configuration."""
+    from orderlake.spark import session_conf
+
+    conf = {
+        **session_conf(settings, settings.spark_server_memory),
+        "spark.app.name": "orderlake-spark",
+        "spark.connect.grpc.binding.address": settings.bind_host,
+        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        # concurrent sessions share the cores instead of queueing behind one another
+        "spark.scheduler.mode": "FAIR",
+    }
+    argv = [str(spark_home() / "bin" / "spark-submit"), "--class", MAIN_CLASS]
+    argv += ["--driver-memory", settings.spark_server_memory]
+    for key, value in sorted(conf.items()):
+        argv += ["--conf", f"{key}={value}"]
+    return [*argv, "spark-internal"]
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    java = jvm.java_executable(settings.java_home)
+    return {
+        "JAVA_HOME": str(Path(java).resolve().parents[1]),
+        "SPARK_HOME": str(spark_home()),
+        # Python workers (a UDF, createDataFrame from rows) use this interpreter
+        "PYSPARK_PYTHON": sys.executable,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+
+
+def program(settings: Settings) -> Program:
+    settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    return Program(
+        NAME,
+        command(settings),
+        directory=settings.home,
+        environment=environment(settings),
+        startsecs=5,
+        stopwaitsecs=60,
+    )
+
+
+def wait_ready(settings: Settings, timeout: float = READY_TIMEOUT_S) -> None:
+    """Block until a session can run a query; register the lake's tables in its catalog."""
+    from orderlake.spark import connect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with connect(settings, "orderlake-up"):
+                return
+        except OrderlakeError:
+            if time.monotonic() > deadline:
+                raise OrderlakeError(
+                    f"The Spark server did not answer at {settings.spark_connect_url} within "
+                    f"{timeout:.0f} s; see {settings.logs_dir / (NAME + '.log')}."
+                ) from None
+            time.sleep(1)
+
+
+def address(settings: Settings) -> dict:
+    return {"url": settings.spark_connect_url, "master": settings.spark_master}
