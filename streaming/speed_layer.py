@@ -27,9 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        conf = {**speed.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
-        spark = get_spark(settings, "orderlake-speed-layer", conf=conf)
-        query = speed.start(spark, settings, available_now=args.once)
+        speed.hold_lock(settings)  # before the JVM: a second speed layer fails at once
+        with speed.starting(settings) as phase:
+            phase("spark session")
+            conf = {**speed.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
+            spark = get_spark(settings, "orderlake-speed-layer", conf=conf)
+            query = speed.start(spark, settings, available_now=args.once, phase=phase)
     except OrderlakeError as exc:
         print(f"speed layer: error: {exc}", file=sys.stderr)
         return exc.exit_code

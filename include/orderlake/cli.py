@@ -15,6 +15,7 @@ on stderr and exit non-zero; see orderlake.errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -71,12 +72,20 @@ def format_status(state: dict) -> str:
                 f"channel {info['channel_size']} events ({info['channel_fill_percent']:.2f}% full),"
                 f" in {info['events_in']}, out {info['events_out']}"
             )
+        health = info.get("health") or {}
+        if health.get("state"):
+            restarts = health.get("restarts") or 0
+            detail += f"; {health['state']}" + (f", restarted {restarts}x" if restarts else "")
+            if health.get("last_reason"):
+                detail += f" (last: {health['last_reason']})"
         rows.append((name, info.get("state", ""), str(info.get("pid") or "-"), address, detail))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4]
         for r in rows
     ]
+    for warning in warnings(state):
+        lines += ["", f"WARNING: {warning}"]
     offsets = state.get("kafka", {}).get("end_offsets")
     if isinstance(offsets, dict) and offsets and "error" not in offsets:
         lines.append("")
@@ -85,6 +94,16 @@ def format_status(state: dict) -> str:
             cells = " ".join(f"{p}={o}" for p, o in parts.items())
             lines.append(f"  {topic}: {cells}  total={sum(parts.values())}")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def warnings(state: dict) -> list[str]:
+    """What `status` must say out loud: free space running low, bronze lagging towards Kafka's
+    retention, an edge agent its watchdog restarted."""
+    found = []
+    for info in state.values():
+        found += [d["warning"] for d in info.get("disk", []) if d.get("warning")]
+    found += (state.get("kafka", {}).get("bronze_retention") or {}).get("warnings", [])
+    return list(dict.fromkeys(found))  # components sharing a filesystem: said once
 
 
 def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,10 +122,15 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
 
 # --- analysts ---------------------------------------------------------------------------------
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
-    from orderlake import query
+    from orderlake import locks, query
     from orderlake.spark import connect
 
-    with connect(settings, "orderlake-sql") as spark:
+    statement = query.classify(args.statement, settings)
+    query.check_allowed(statement, settings, args.write)
+    writer = (
+        locks.exclusive(settings, locks.BATCH) if statement.writes else contextlib.nullcontext()
+    )
+    with writer, connect(settings, "orderlake-sql") as spark:
         columns, rows = query.run_sql(spark, args.statement, limit=args.limit)
     print(query.render(columns, rows, args.format))
     return 0
@@ -240,6 +264,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("statement", help='e.g. "SELECT * FROM speed.orders_by_age_gender_1m"')
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--limit", type=positive_int, default=None, help="at most this many rows")
+    p.add_argument(
+        "--write", action="store_true", help="allow a statement that writes (under the lock)"
+    )
     p = add("tables", cmd_tables, "List the lake's tables with row counts and Delta versions.")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p = add("report", cmd_report, "Write the age and gender figures as PNG under reports/.")

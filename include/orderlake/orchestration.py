@@ -145,6 +145,8 @@ def run_replay(arguments: list[str]) -> dict:
 LAG_SAMPLES = 10  # kept in ORDERLAKE_HOME/run/speed-lag-history.json
 GROWING_CHECKS = 3  # lag larger at each of this many consecutive checks = falling behind
 LAG_FLOOR = 10_000  # ... and above this many records (small lags come and go)
+# a start (JVM, profile preload after an outage) taking longer than this is hung
+STARTUP_LIMIT_S = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,18 @@ class Verdict:
 
 
 def assess_speed_layer(
-    state: str, heartbeat_age_s: float | None, lags: list[int], stale_after_s: float
+    state: str,
+    heartbeat_age_s: float | None,
+    lags: list[int],
+    stale_after_s: float,
+    starting_for_s: float | None = None,
+    startup_limit_s: float = STARTUP_LIMIT_S,
 ) -> Verdict:
     """Pure decision of the streaming supervisor from what `orderlake status` knows.
+
+    ``starting_for_s`` is how long the job has reported itself starting (None once its query
+    runs): a starting job beats its heartbeat too, so it is left alone until the start-up
+    limit, however stale the previous run's last micro-batch is.
 
     >>> assess_speed_layer("RUNNING", 2.0, [5, 4], 60).action
     'ok'
@@ -166,6 +177,14 @@ def assess_speed_layer(
     if heartbeat_age_s is None or heartbeat_age_s > stale_after_s:
         age = "never" if heartbeat_age_s is None else f"{heartbeat_age_s:.0f} s ago"
         return Verdict("restart", f"the streaming job's last heartbeat was {age}")
+    if starting_for_s is not None:
+        if starting_for_s > startup_limit_s:
+            return Verdict(
+                "restart",
+                f"the streaming job has been starting for {starting_for_s:.0f} s "
+                f"(limit {startup_limit_s:.0f} s)",
+            )
+        return Verdict("ok", f"starting for {starting_for_s:.0f} s")
     recent = lags[-(GROWING_CHECKS + 1) :]
     growing = len(recent) == GROWING_CHECKS + 1 and all(
         a < b for a, b in zip(recent, recent[1:], strict=False)
@@ -196,7 +215,8 @@ def supervise_streaming(settings: Settings | None = None) -> dict:
     progress = streaming.read_progress(settings)
     age = streaming.heartbeat_age(progress) if progress else None
     lags = _record_lag(settings, progress)
-    verdict = assess_speed_layer(state, age, lags, streaming.STALE_AFTER_S)
+    starting = streaming.starting_for(progress) if progress else None
+    verdict = assess_speed_layer(state, age, lags, streaming.STALE_AFTER_S, starting)
     log.info("speed layer: %s (%s)", verdict.action, verdict.reason)
     if verdict.action == "fail":
         raise AirflowFailException(verdict.reason)

@@ -50,7 +50,6 @@ RESULT_FORMAT: Final = "BASIC"
 # the Data Docs index opens every result it lists: keep it to the latest runs (ops.dq_results
 # keeps the whole history)
 DOCS_INDEX_LIMIT = 250
-BATCH_LOCK = "batch"  # every batch writer of the lake, ops.dq_results included
 
 
 # --- suites -------------------------------------------------------------------------------------
@@ -296,7 +295,7 @@ def validate(
         context.build_data_docs(site_names=[SITE], resource_identifiers=pages or None)
         index = data_docs_dir(settings) / "index.html"
         # the batch writers of the lake are serialised by this lock; wait for a running one
-        with locks.exclusive(settings, BATCH_LOCK, wait=True):
+        with locks.exclusive(settings, locks.BATCH, wait=True):
             lake.ensure_tables(spark, settings, [schemas.DQ_RESULTS_TABLE])
             lake.append(
                 spark.createDataFrame(rows, schemas.DQ_RESULTS),

@@ -1,8 +1,12 @@
 """SQL for analysts: run a statement over the lake's tables and format the answer.
 
-Backs `orderlake sql "QUERY" [--format table|csv|json]` and `orderlake tables`. Any Spark SQL
-works, including Delta time travel (``SELECT ... FROM speed.purchases VERSION AS OF 3``). A bad
-statement becomes one readable line (Spark's error class and message), never a stack trace.
+Backs `orderlake sql "QUERY" [--format table|csv|json] [--write]` and `orderlake tables`. Any
+Spark SQL that reads works, including Delta time travel (``SELECT ... FROM speed.purchases
+VERSION AS OF 3``). A statement that writes (DELETE, MERGE, INSERT, UPDATE, RESTORE, CREATE,
+DROP, ALTER, ...) runs only with ``--write``, under the lake's writer lock, and never on the
+speed layer's tables while it runs (one writer per table); OPTIMIZE and VACUUM go through
+`orderlake maintain` and its guard. A bad statement becomes one readable line (Spark's error
+class and message), never a stack trace.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -17,10 +22,88 @@ from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
 from orderlake import lake
-from orderlake.errors import OrderlakeError
+from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import Settings
 
 FORMATS = ("table", "csv", "json")
+# statements whose first keyword says they only read, when the parser cannot say more
+# (Spark-only syntax such as DESCRIBE DETAIL)
+READ_KEYWORDS = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "FROM", "SHOW", "DESCRIBE",
+                           "DESC", "EXPLAIN", "LIST"})  # fmt: skip
+MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM"})
+
+
+@dataclass(frozen=True)
+class Statement:
+    """What one SQL statement does to the lake, as far as running it is concerned."""
+
+    keyword: str  # its first word, upper case
+    writes: bool
+    touches_speed: bool  # names a speed.* table (or its directory)
+
+
+def classify(statement: str, settings: Settings) -> Statement:
+    """Whether ``statement`` writes and whether it names the speed layer's tables, from
+    sqlglot's Spark-SQL parse (strings and comments are never mistaken for keywords). A
+    statement the parser does not know writes unless its first keyword only reads; several
+    statements at once are refused."""
+    import logging
+
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.dialects.spark import Spark
+    from sqlglot.errors import ParseError, TokenError
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its fallback notes are not for users
+    try:
+        tokens = Spark().tokenize(statement)
+    except TokenError as exc:
+        raise UsageError(f"The statement cannot be read: {exc}.") from None
+    if not tokens:
+        raise UsageError("The statement is empty; pass one SQL statement in quotes.")
+    keyword = tokens[0].text.upper()
+    speed_dir = str(settings.lake_dir / "speed") + "/"
+    touches_speed = any(
+        (t.text.lower() == "speed" and i + 1 < len(tokens) and tokens[i + 1].text == ".")
+        or speed_dir in t.text
+        for i, t in enumerate(tokens)
+    )
+    try:
+        parsed = [p for p in sqlglot.parse(statement, read="spark") if p is not None]
+    except ParseError:
+        return Statement(keyword, keyword not in READ_KEYWORDS, touches_speed)
+    if len(parsed) != 1:
+        raise UsageError(f"Pass one SQL statement at a time; this holds {len(parsed)}.")
+    (tree,) = parsed
+    if isinstance(tree, exp.Command):
+        reads = str(tree.this).upper() in READ_KEYWORDS
+    else:
+        reads = isinstance(tree, exp.Query | exp.Describe) and not any(
+            tree.find_all(exp.Insert, exp.Merge, exp.Delete, exp.Update, exp.Create, exp.Drop)
+        )
+    return Statement(keyword, not reads, touches_speed)
+
+
+def check_allowed(statement: Statement, settings: Settings, write: bool) -> None:
+    """Refuse, in one sentence, what `orderlake sql` must not run as asked."""
+    from orderlake import locks
+
+    if statement.keyword in MAINTENANCE:
+        raise UsageError(
+            f"{statement.keyword} runs through `orderlake maintain`, which keeps the VACUUM "
+            "guard and the one-writer rule; it is not run from `orderlake sql`."
+        )
+    if statement.writes and not write:
+        raise UsageError(
+            f"This {statement.keyword} statement writes to the lake; `orderlake sql` only reads "
+            "unless you add --write (it then waits for no batch job and takes the lake's "
+            "writer lock)."
+        )
+    if statement.writes and statement.touches_speed and locks.is_held(settings, locks.SPEED):
+        raise OrderlakeError(
+            "The speed layer is running and is the only writer of speed.* tables; stop it "
+            "(`orderlake down` or supervisorctl) before writing to them."
+        )
 
 
 def run_sql(spark: SparkSession, statement: str, limit: int | None = None) -> tuple[list, list]:

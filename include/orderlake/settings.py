@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
     retention_days: float = 30.0
+    # `status` warns, and the reconciliation fails, once the oldest record bronze has not
+    # loaded is this share of the retention old: before Kafka deletes it
+    retention_warn_share: float = Field(default=0.5, gt=0, le=1)
     # Largest line the Flume edge forwards as-is; bigger lines go to tmall.rejects as an envelope.
     # Below the broker's message.max.bytes (1 MiB) minus record overhead.
     max_line_bytes: int = 1_000_000
@@ -80,6 +83,9 @@ class Settings(BaseSettings):
     pin_days: int = 7  # versions compared by a reconciliation stay readable this long
     # data quality: the largest share of bronze records silver may quarantine before it fails
     dq_max_quarantine_rate: float = Field(default=0.01, ge=0, le=1)
+
+    # `status` and the dashboard warn when a data directory's filesystem has less free space
+    min_free_gb: float = Field(default=2.0, ge=0)
 
     # Web parts
     airflow_host: str = "127.0.0.1"  # where tasks and tools reach the Airflow API server

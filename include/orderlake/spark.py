@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from pathlib import Path
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
+from orderlake import procs
 from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
 from orderlake.stack import jvm
@@ -192,11 +194,57 @@ def _reachable(settings: Settings, timeout: float = 3.0) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+# Each process's Connect session, recorded while it lives: the server keeps running what a
+# killed client asked for (a batch load would go on and commit after its client, and the file
+# lock it held, are gone), so the next session started on this host interrupts the sessions of
+# processes that no longer run before it does anything.
+def _sessions_dir(settings: Settings) -> Path:
+    return settings.run_dir / "spark-sessions"
+
+
+def _record_session(settings: Settings, spark: SparkSession, app_name: str) -> Path:
+    path = _sessions_dir(settings) / f"{spark.session_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "session_id": spark.session_id,
+        "pid": os.getpid(),
+        "start": procs.process_start(os.getpid()),
+        "host": socket.gethostname(),
+        "app": app_name,
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def interrupt_orphans(settings: Settings) -> list[str]:
+    """Interrupt and release the server sessions of dead processes of this host; returns the
+    apps whose work was interrupted."""
+    found = []
+    for path in sorted(_sessions_dir(settings).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if doc.get("host") != socket.gethostname() or procs.still_running(
+            doc["pid"], doc.get("start")
+        ):
+            continue
+        url = f"{settings.spark_connect_url}/;session_id={doc['session_id']}"
+        with contextlib.suppress(PySparkException, ValueError):
+            orphan = SparkSession.builder.remote(url).create()
+            if orphan.interruptAll():
+                found.append(doc.get("app", "?"))
+            orphan.stop()  # releases the session on the server
+        path.unlink(missing_ok=True)
+    return found
+
+
 @contextlib.contextmanager
 def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iterator[SparkSession]:
     """A new session on the warm Spark Connect server, stopped when the block ends.
 
     Fails in one sentence naming the `spark` component when the server is down or refuses.
+    Work left on the server by a killed client of this host is interrupted first.
     ``register=False`` skips registering the lake's tables in the server's catalog.
     """
     why = _reachable(settings)
@@ -213,7 +261,10 @@ def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iter
         spark.sql("SELECT 1").collect()
     except PySparkException as exc:
         raise server_down(settings, str(exc).strip().splitlines()[0][:200]) from None
+    record = _record_session(settings, spark, app_name)
     try:
+        for app in interrupt_orphans(settings):
+            logging.getLogger(__name__).warning("interrupted what a killed %s left running", app)
         if register:
             from orderlake import lake
 
@@ -223,3 +274,4 @@ def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iter
         # a Connect session holds gRPC threads that keep the process alive until stopped
         with contextlib.suppress(Exception):
             spark.stop()
+        record.unlink(missing_ok=True)

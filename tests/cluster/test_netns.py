@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from orderlake import procs
 from orderlake.cluster import netns
 from tests.cluster.conftest import Harness, leftovers, python, python_env
 
@@ -71,7 +72,7 @@ def readline(process: subprocess.Popen[str], timeout: float) -> str:
 
 
 def alive(pid: int) -> bool:
-    return netns.process_start(pid) is not None
+    return procs.process_start(pid) is not None
 
 
 def test_hosts_reach_each_other_by_name(harness):

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from orderlake.private import write_private
 from tests.fixtures.stack import MAIN_JOB, Platform, isolated_env, settings_from
 
 
@@ -21,8 +22,9 @@ def main_job(tmp_path_factory):
     platform = Platform(env, settings_from(env))
     try:
         done = subprocess.run(MAIN_JOB, env=env, capture_output=True, text=True, timeout=2700)
-        # kept beside the platform's logs: what a user would have seen, for failures
-        (platform.settings.logs_dir / "main-job.out").write_text(done.stdout + done.stderr)
+        # kept beside the platform's logs: what a user would have seen, for failures; it shows
+        # the Airflow login, as the user's terminal does: readable by its owner only
+        write_private(platform.settings.logs_dir / "main-job.out", done.stdout + done.stderr)
         yield platform, done
     finally:
         platform.cli("down", check=False, timeout=300)

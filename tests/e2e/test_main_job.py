@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 import urllib.error
 import urllib.request
@@ -17,6 +18,7 @@ from collections import Counter
 import pytest
 
 from orderlake import contracts
+from orderlake.private import is_private
 from orderlake.stack import airflow, streaming
 from orderlake.stack.supervisor import Supervisor
 from tests.fixtures.browser import render_page
@@ -116,3 +118,21 @@ def test_the_dashboard_in_chromium_shows_what_sql_answers_over_the_serving_view(
         if figure == "age" and field == "orders"
     }
     assert {k: v for k, v in shown.items() if v} == sql
+
+
+def test_no_file_under_orderlake_home_shows_a_secret_to_other_users(main_job):
+    """Airflow's Fernet key, JWT secret, API secret key and the admin's password give whoever
+    reads them the platform: every file holding one must be readable by its owner only."""
+    platform, _ = main_job
+    home = platform.settings.home
+    secrets = json.loads((home / "airflow" / "orderlake-secrets.json").read_text())
+    needles = [value.encode() for value in secrets.values()]
+    holding = []
+    for path in home.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 50_000_000:
+            data = path.read_bytes()
+            if any(n in data for n in needles):
+                holding.append(path)
+    assert any(p.name == "supervisord.conf" for p in holding), holding  # the test sees them
+    exposed = [f"{p} {stat.filemode(p.stat().st_mode)}" for p in holding if not is_private(p)]
+    assert not exposed, exposed

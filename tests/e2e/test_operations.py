@@ -82,6 +82,11 @@ def test_delta_maintenance_compacts_and_vacuums_with_the_guard(platform):
     result = run_dag(platform, "delta_maintenance")
     assert result["state"] == "success", result
     assert states(result) == {"optimize": "success", "vacuum": "success"}
+    # the speed tables too, by their one writer: the running speed layer did the work
+    for task in ("optimize", "vacuum"):
+        log = Path(result["tasks"][task]["log"]).read_text()
+        assert "silver.user_actions" in log, log[-2000:]
+        assert "speed.purchases" in log and "the speed layer" in log, log[-2000:]
 
 
 def test_bad_rows_in_silver_fail_the_validation_task(spark, platform):

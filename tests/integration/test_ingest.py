@@ -7,6 +7,7 @@ platform's spool and then reads Kafka from the beginning until its events are th
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -172,10 +173,12 @@ def test_rotations_while_an_edge_is_stopped_lose_nothing(platform, kafka_tail, f
     """Lines an edge agent has not read when its file is rotated, several times over, are read
     later from the rotated generations: with the edge paused (it holds the old file open) and
     with the edge killed (it restarts from its position file)."""
+    from orderlake.stack import edge
+
     settings, victim = platform.settings, "flume-edge-host-1"
     marker = f"rotate-{fault}-{time.time_ns()}"
     wanted = [f"{marker}:{i}" for i in range(3_000)]
-    pid = platform.pid(victim)
+    wrapper, pid = platform.pid(victim), edge.read_health(settings, "host-1")["pid"]  # the JVM
     with SpoolWriter(settings.spool_dir, settings.host_names) as spool:
         for event_id in wanted[:500]:  # the edge is reading this file ...
             spool.write("host-1", contracts.ACTIONS_FILE, action_line(event_id))
@@ -191,7 +194,7 @@ def test_rotations_while_an_edge_is_stopped_lose_nothing(platform, kafka_tail, f
             if fault == "SIGSTOP":
                 os.kill(pid, signal.SIGCONT)
     if fault == "SIGKILL":
-        platform.wait_restarted(victim, pid)
+        platform.wait_restarted(victim, wrapper)
 
     tail = kafka_tail([contracts.TOPIC_ACTIONS])
     seen = wait_for_ids(tail, set(wanted))
@@ -203,23 +206,11 @@ def test_rotations_while_an_edge_is_stopped_lose_nothing(platform, kafka_tail, f
 def test_lines_kafka_would_refuse_do_not_wedge_the_pipeline(platform, kafka_tail):
     settings = platform.settings
     marker = f"guard-{time.time_ns()}"
-    good = [
-        json.dumps(
-            {
-                "event_id": f"{marker}:{i}",
-                "user_id": 7,
-                "item_id": 1,
-                "cat_id": 1,
-                "seller_id": 1,
-                "brand_id": None,
-                "action_type": 0,
-                "event_time": "2015-11-11T00:00:00.000Z",
-            }
-        )
-        for i in range(4)
-    ]
+    good = [action_line(f"{marker}:{i}") for i in range(5)]
     huge = json.dumps({"event_id": f"{marker}:huge", "user_id": 7, "pad": "x" * 2_000_000})
     not_utf8 = b'{"event_id": "' + marker.encode() + b':latin1", "note": "caf\xe9"}'
+    # under the size limit but refused: its whole value in base64 would not fit in a record
+    near_limit = marker.encode() + b"\xff" * (settings.max_line_bytes - 100)
     with SpoolWriter(settings.spool_dir, settings.host_names) as spool:
         spool.write("host-2", contracts.ACTIONS_FILE, good[0])
         spool.write("host-2", contracts.ACTIONS_FILE, huge)
@@ -229,31 +220,39 @@ def test_lines_kafka_would_refuse_do_not_wedge_the_pipeline(platform, kafka_tail
         # a profile without user_id has no message key: the compacted topic would refuse it
         spool.write("host-2", contracts.PROFILES_FILE, json.dumps({"note": marker, "gender": 1}))
         spool.write("host-2", contracts.ACTIONS_FILE, good[3])
+        spool.write("host-2", contracts.ACTIONS_FILE, near_limit)
+        spool.write("host-2", contracts.ACTIONS_FILE, good[4])
 
-    wanted = {f"{marker}:{i}" for i in range(4)}
+    wanted = {f"{marker}:{i}" for i in range(5)}
     tail = kafka_tail([contracts.TOPIC_ACTIONS, contracts.TOPIC_REJECTS])
 
     def mine_rejected(records):
         envelopes = [json.loads(m.value()) for m in records if m.topic() == contracts.TOPIC_REJECTS]
-        return [
-            e
-            for e in envelopes
-            if marker in e.get("head", "")
-            or marker.encode() in base64.b64decode(e.get("value_base64", ""))
-        ]
+        return [e for e in envelopes if marker.encode() in base64.b64decode(e["head_base64"])]
 
-    tail.poll_until(lambda recs: wanted <= set(action_ids(recs)) and len(mine_rejected(recs)) == 3)
+    tail.poll_until(lambda recs: wanted <= set(action_ids(recs)) and len(mine_rejected(recs)) == 4)
     assert wanted <= set(action_ids(tail.records)), "events after the bad lines still arrive"
-    rejected = {r["reason"]: r for r in mine_rejected(tail.records)}
-    assert set(rejected) == {"oversize", "invalid_utf8", "missing_key"}
-    assert rejected["missing_key"]["topic"] == contracts.TOPIC_PROFILES
-    assert rejected["oversize"]["bytes"] == len(huge.encode())
-    assert rejected["oversize"]["topic"] == contracts.TOPIC_ACTIONS
-    assert rejected["oversize"]["file"].endswith("host-2/actions.log")
-    assert base64.b64decode(rejected["invalid_utf8"]["value_base64"]) == not_utf8
+    rejected = {(r["reason"], r["bytes"]): r for r in mine_rejected(tail.records)}
+    assert set(rejected) == {
+        ("oversize", len(huge.encode())),
+        ("invalid_utf8", len(not_utf8)),
+        ("missing_key", len(json.dumps({"note": marker, "gender": 1}))),
+        ("invalid_utf8", len(near_limit)),
+    }
+    oversize = rejected["oversize", len(huge.encode())]
+    assert oversize["topic"] == contracts.TOPIC_ACTIONS and oversize["truncated"]
+    assert oversize["file"].endswith("host-2/actions.log")
+    assert oversize["sha256"] == hashlib.sha256(huge.encode()).hexdigest()
+    short = rejected["invalid_utf8", len(not_utf8)]
+    assert base64.b64decode(short["head_base64"]) == not_utf8 and not short["truncated"]
+    assert rejected["missing_key", len(json.dumps({"note": marker, "gender": 1}))]["topic"] == (
+        contracts.TOPIC_PROFILES
+    )
+    long = rejected["invalid_utf8", len(near_limit)]
+    assert long["sha256"] == hashlib.sha256(near_limit).hexdigest() and long["truncated"]
     # counted and visible: the rejects topic's offsets appear in `orderlake status --json`
     offsets = platform.status()["kafka"]["end_offsets"][contracts.TOPIC_REJECTS]
-    assert sum(offsets.values()) >= 3
+    assert sum(offsets.values()) >= 4
 
 
 def test_idle_sinks_poll_their_channels_twice_a_second(platform):
@@ -288,3 +287,76 @@ def test_idle_sinks_poll_their_channels_twice_a_second(platform):
     }
     # about 12 each at 500 ms; 6 leaves room for a busy machine
     assert all(n >= 6 for n in polls.values()), f"empty polls in 6 s per agent: {polls}"
+
+
+def edge_status(platform, host: str) -> dict:
+    return platform.status()[f"flume-edge-{host}"]["health"]
+
+
+def write_actions(settings, host: str, event_ids: list[str]) -> None:
+    with SpoolWriter(settings.spool_dir, settings.host_names) as spool:
+        for event_id in event_ids:
+            spool.write(host, contracts.ACTIONS_FILE, action_line(event_id))
+
+
+@pytest.mark.parametrize(
+    ("damage", "restarts"),
+    [
+        ("truncated", 1),  # TAILDIR itself survives this one (it reads everything again)
+        ("wrong_fields", 1),  # TAILDIR's source fails at every start, the JVM looks fine
+        ("lost_inode", 0),  # a file gone since: TAILDIR skips the entry
+    ],
+)
+def test_a_damaged_position_file_never_stops_an_edge_silently(
+    platform, kafka_tail, damage, restarts
+):
+    from orderlake.stack import edge
+    from orderlake.stack.supervisor import Supervisor
+
+    settings, host = platform.settings, "host-2"
+    name = f"flume-edge-{host}"
+    supervisor = Supervisor(settings)
+    before = edge_status(platform, host).get("restarts") or 0
+    supervisor.stop(name)
+    path = edge.position_file(settings, host)
+    entries = json.loads(path.read_text())
+    text = {
+        "truncated": json.dumps(entries)[: len(json.dumps(entries)) // 2],
+        "wrong_fields": json.dumps([{"inode": e["inode"], "position": e["pos"]} for e in entries]),
+        "lost_inode": json.dumps([{**e, "inode": 999_999_999} for e in entries]),
+    }[damage]
+    path.write_text(text)
+    marker = f"positions-{damage}-{time.time_ns()}"
+    wanted = {f"{marker}:{i}" for i in range(200)}
+    write_actions(settings, host, sorted(wanted))
+    supervisor.start(name)
+
+    tail = kafka_tail([contracts.TOPIC_ACTIONS])
+    seen = wait_for_ids(tail, wanted, timeout=120)
+    assert not wanted - set(seen), f"{len(wanted - set(seen))} lines never arrived ({damage})"
+    health = edge_status(platform, host)
+    assert (health["restarts"] or 0) - before == restarts, health
+    if restarts:
+        assert "position file" in health["last_reason"], health
+        assert list(path.parent.glob("taildir-position.json.corrupt-*")), "kept for a look"
+    assert edge.parse_positions(path.read_text())[1] == []  # loadable again
+
+
+def test_a_frozen_source_is_restarted_with_its_reason(platform, kafka_tail):
+    """Files grow, positions do not: a stopped (SIGSTOP) agent JVM is restarted by its
+    watchdog, which says why in `status`, and nothing written meanwhile is lost."""
+    from orderlake.stack import edge
+
+    settings, host = platform.settings, "host-1"
+    health = edge.read_health(settings, host)
+    before, jvm = health.get("restarts") or 0, health["pid"]
+    os.kill(jvm, signal.SIGSTOP)
+    marker = f"frozen-{time.time_ns()}"
+    wanted = {f"{marker}:{i}" for i in range(300)}
+    write_actions(settings, host, sorted(wanted))
+    tail = kafka_tail([contracts.TOPIC_ACTIONS])
+    seen = wait_for_ids(tail, wanted, timeout=180)
+    assert not wanted - set(seen)
+    after = edge_status(platform, host)
+    assert after["restarts"] == before + 1 and "read nothing" in after["last_reason"], after
+    assert edge.read_health(settings, host)["pid"] != jvm

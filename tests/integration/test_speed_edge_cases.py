@@ -5,6 +5,7 @@ users and event ids and reads only them."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from datetime import datetime
@@ -400,7 +401,11 @@ def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_
     records = speed.parse(
         topic(contracts.TOPIC_ACTIONS), topic(contracts.TOPIC_PROFILES)
     ).localCheckpoint()
-    app = speed.app_id(tmp_path / "checkpoint")
+    checkpoint = tmp_path / "checkpoint"  # as Spark leaves it at a query's first start
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text('{"id":"c0ffee00-0000-4000-8000-000000000007"}')
+    app = speed.app_id(checkpoint)
+    assert app == "orderlake-speed-c0ffee00-0000-4000-8000-000000000007"
 
     def contents() -> dict[str, list[tuple]]:
         return {
@@ -418,3 +423,31 @@ def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_
     assert contents() == first
     speed.SpeedLayer(spark, settings, app).process_batch(records, 7)  # a restarted process
     assert contents() == first
+
+
+def test_a_new_checkpoint_writes_what_the_old_one_did_not(spark, kafka_only, tmp_path):
+    """Removing only the checkpoint starts batch ids at 0 again. With the Delta transaction app
+    id kept beside the checkpoint, Delta took the new checkpoint's writes for ones already done
+    and skipped them without a word; the app id is now the checkpoint's own query id. The new
+    checkpoint reads Kafka from the start: what was quarantined before is not quarantined
+    twice."""
+    bootstrap = kafka_only.settings.bootstrap
+    settings = settings_for(kafka_only, tmp_path)
+    marker = f"checkpoint-{time.time_ns()}"
+    produce(bootstrap, contracts.TOPIC_ACTIONS, [f"{marker} first, not json"])
+    run_once(spark, settings)
+    checkpoint = lake.checkpoint_path(settings, speed.QUERY_NAME)
+    first_app = speed.app_id(checkpoint)
+    shutil.rmtree(checkpoint)
+    produce(bootstrap, contracts.TOPIC_ACTIONS, [f"{marker} second, not json"])
+    run_once(spark, settings)
+    assert speed.app_id(checkpoint) != first_app
+    quarantined = (
+        table(spark, settings, schemas.SPEED_QUARANTINE)
+        .where(F.col("value_text").startswith(marker))
+        .collect()
+    )
+    assert Counter(r["value_text"] for r in quarantined) == {
+        f"{marker} first, not json": 1,
+        f"{marker} second, not json": 1,
+    }

@@ -11,8 +11,8 @@ from pyspark.sql import functions as F
 
 from orderlake import contracts, schemas
 from orderlake.errors import OrderlakeError, UsageError
-from orderlake.jobs.batch import plan_bronze_load
 from orderlake.jobs.replay import ReplayRequest, parse_layers, validate
+from orderlake.kafka_log import plan_load as plan_bronze_load
 from orderlake.transforms import bronze, gold, parsing, silver
 
 T0 = datetime(2015, 11, 11, 12, 0, tzinfo=UTC)
@@ -76,13 +76,16 @@ def test_edge_rejects_become_quarantine_rows_with_edge_reasons(spark):
             "bytes": 2000000,
             "topic": contracts.TOPIC_ACTIONS,
             "file": "/spool/host-1/actions.log",
-            "head": "{...",
+            "sha256": "ab" * 32,
+            "head_base64": "e30=",
+            "truncated": True,
         },
         {
             "reason": "missing_key",
             "bytes": 12,
             "topic": contracts.TOPIC_PROFILES,
-            "value_base64": "e30=",
+            "head_base64": "e30=",
+            "truncated": False,
         },
     ]
     rows = silver.edge_rejects(kafka_rows(spark, contracts.TOPIC_REJECTS, envelopes)).collect()
@@ -91,6 +94,7 @@ def test_edge_rejects_become_quarantine_rows_with_edge_reasons(spark):
         "topic": contracts.TOPIC_ACTIONS,
         "file": "/spool/host-1/actions.log",
         "bytes": 2000000,
+        "sha256": "ab" * 32,
     }
     assert {r["layer"] for r in rows} == {"silver"}
 

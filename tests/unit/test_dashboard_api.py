@@ -17,11 +17,32 @@ def test_a_component_is_up_only_when_running_and_healthy():
         "pid": 7,
         "uptime_s": 30,
         "address": "127.0.0.1:9092",
+        "free_gb": None,
+        "warnings": [],
     }
     stale = {"state": "RUNNING", "healthy": False, "progress": "/x/speed-progress.json"}
     assert component_health("streaming", stale)["up"] is False
     assert component_health("kafka", {"state": "FATAL"})["up"] is False
     assert component_health("kafka", {"state": "NOT RUNNING"})["state"] == "NOT RUNNING"
+
+
+def test_low_disk_retention_and_restarted_edges_are_warnings_on_the_row():
+    info = {
+        "state": "RUNNING",
+        "disk": [
+            {"path": "/k", "free_gb": 0.4, "warning": "/k has 0.4 GiB free"},
+            {"path": "/s", "free_gb": 9.0, "warning": None},
+        ],
+        "bronze_retention": {"warnings": ["bronze has not loaded 3 records"]},
+        "health": {"state": "restarting", "last_reason": "its source read nothing"},
+    }
+    row = component_health("flume-edge-host-1", info)
+    assert row["free_gb"] == 0.4
+    assert row["warnings"] == [
+        "/k has 0.4 GiB free",
+        "bronze has not loaded 3 records",
+        "restarting: its source read nothing",
+    ]
 
 
 def test_speed_numbers_come_from_the_last_micro_batch_and_the_lag_total():

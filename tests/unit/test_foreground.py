@@ -12,7 +12,7 @@ import pytest
 
 from orderlake.errors import UsageError
 from orderlake.settings import PROJECT_ROOT, Settings
-from orderlake.stack import airflow, foreground, platform
+from orderlake.stack import airflow, flume, foreground, platform
 from orderlake.stack.supervisor import Program
 
 
@@ -98,17 +98,18 @@ def test_streaming_runs_the_speed_layer_script_with_the_settings(cluster):
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
 
 
-def test_edge_agent_runs_flume_with_a_config_aimed_at_the_collector(cluster):
+def test_edge_agent_runs_flume_under_its_watchdog_aimed_at_the_collector(cluster):
     program = foreground.resolve(cluster, "flume-edge-host-2")
     file, argv, env = foreground.exec_args(program, {"PATH": "/usr/bin"})
-    assert Path(file).name == "java"
-    assert argv[argv.index("-n") + 1] == "host_2"
-    config = Path(argv[argv.index("-f") + 1])
-    assert config == cluster.flume_dir / "host-2" / "agent.conf"
-    text = config.read_text()
+    assert Path(file).name.startswith("python")
+    assert argv[1:] == ["-m", "orderlake.stack.edge", "host-2"]  # stack/edge.py
+    assert env["ORDERLAKE_FLUME_COLLECTOR_HOST"] == "flume-collector"
+    config = cluster.flume_dir / "host-2" / "agent.conf"
+    java = flume.command(cluster, "host-2", config)  # what the watchdog runs as its child
+    assert Path(java[0]).name == "java" and java[java.index("-n") + 1] == "host_2"
+    text = flume.render(cluster, "host-2")
     assert "host_2.sinks.avro.hostname = flume-collector\n" in text
     assert f"{cluster.spool_dir / 'host-2'}/actions" in text
-    assert env == {"PATH": "/usr/bin"}  # JVM programs inherit the container's environment
 
 
 def test_collector_listens_on_the_bind_host_and_writes_to_every_broker(cluster):

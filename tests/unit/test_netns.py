@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
+from orderlake import procs
 from orderlake.cluster import netns
 from orderlake.errors import OrderlakeError, UsageError
 
@@ -178,7 +179,7 @@ def test_the_state_file_round_trips(tmp_path):
 
 
 def test_the_owner_is_this_process_not_just_its_pid():
-    mine = netns.process_start(os.getpid())
+    mine = procs.process_start(os.getpid())
     assert mine is not None
     network = plan(kafka_1=[])
     assert not network.owner_alive()  # pid 4242 with another start time, or no such process

@@ -245,7 +245,7 @@ def test_only_valid_purchases_are_collected_with_times_in_epoch_microseconds(spa
     ]
 
 
-def test_batch_purchases_keep_one_row_per_event_id(spark):
+def test_batch_purchases_keep_one_row_per_event_id_and_time(spark):
     values = [
         GOOD_ACTION,
         with_(action_type=0, event_id="click"),
@@ -253,9 +253,33 @@ def test_batch_purchases_keep_one_row_per_event_id(spark):
         with_(event_id="other"),
     ]
     # the earliest Kafka record wins whatever order the rows come in
-    got = transforms.first_per_event(reversed(purchases_in(spark, values)))
+    got = transforms.first_per_key(reversed(purchases_in(spark, values)))
     rows = {p.event_id: p.offset for p in got}
     assert rows == {GOOD_ACTION["event_id"]: 0, "other": 3}
+
+
+def count_in_micro_batches(batches: list[list[transforms.Purchase]]) -> int:
+    """Purchases counted over consecutive micro-batches, as the speed layer's step does."""
+    counted: set[tuple[str, int]] = set()
+    for batch in batches:
+        fresh = transforms.not_counted_before(transforms.first_per_key(batch), counted)
+        counted |= {p.key for p in fresh}
+    return len(counted)
+
+
+def test_the_count_does_not_depend_on_where_micro_batches_split(spark):
+    """Two records sharing an event_id at different times count as two (the README's rule;
+    reconciliation names the second speed_duplicate), in one micro-batch as across two."""
+    values = [
+        with_(event_id="twice", event_time="2015-11-11T10:00:01Z"),
+        with_(event_id="twice", event_time="2015-11-11T10:05:00Z"),
+        with_(event_id="twice", event_time="2015-11-11T10:00:01Z"),  # redelivered
+        with_(event_id="once"),
+    ]
+    purchases = purchases_in(spark, values)
+    together = count_in_micro_batches([purchases])
+    for split in range(1, len(purchases)):
+        assert count_in_micro_batches([purchases[:split], purchases[split:]]) == together == 3
 
 
 def test_a_purchase_is_a_duplicate_only_of_a_counted_one_with_its_event_id_and_time(spark):

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from orderlake.errors import OrderlakeError, UsageError
+from orderlake.procs import process_start, still_running
 
 PREFIX = "ol"  # every namespace, link and /etc/netns directory orderlake creates starts "ol-"
 STATE_DIR = Path("/run/orderlake/netns")
@@ -314,7 +315,7 @@ class Network:
             ) from None
 
     def owner_alive(self) -> bool:
-        return self.owner_start is not None and process_start(self.owner_pid) == self.owner_start
+        return still_running(self.owner_pid, self.owner_start)
 
     # building and removing ----------------------------------------------------------------------
     @classmethod
@@ -490,18 +491,6 @@ def clean_stale(state_dir: Path = STATE_DIR) -> list[str]:
 
 
 # --- processes ----------------------------------------------------------------------------------
-def process_start(pid: int) -> int | None:
-    """A process's start time (clock ticks after boot), None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
 def namespace_pids(namespace: str) -> list[int]:
     done = _run_ip(["netns", "pids", namespace])
     if done.returncode != 0:

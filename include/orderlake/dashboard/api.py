@@ -153,6 +153,12 @@ def component_health(name: str, info: dict) -> dict:
     state = info.get("state", "UNKNOWN")
     up = state == "RUNNING" and info.get("healthy", True) is not False
     address = info.get("url") or info.get("bootstrap") or info.get("progress") or ""
+    disks = info.get("disk") or []
+    warnings = [d["warning"] for d in disks if d.get("warning")]
+    warnings += (info.get("bronze_retention") or {}).get("warnings", [])
+    health = info.get("health") or {}
+    if health.get("state") in ("restarting", "exited"):
+        warnings.append(f"{health['state']}: {health.get('last_reason')}")
     return {
         "name": name,
         "state": state,
@@ -160,6 +166,8 @@ def component_health(name: str, info: dict) -> dict:
         "pid": info.get("pid"),
         "uptime_s": info.get("uptime_s"),
         "address": address,
+        "free_gb": min((d["free_gb"] for d in disks), default=None),
+        "warnings": warnings,
     }
 
 

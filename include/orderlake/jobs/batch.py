@@ -20,14 +20,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from orderlake import contracts, lake, locks, schemas
+from orderlake import contracts, kafka_log, lake, locks, schemas
 from orderlake.arguments import iso_date
-from orderlake.errors import OrderlakeError
 from orderlake.schemas import (
     BATCH_RUNS_TABLE,
     BRONZE_TABLE,
@@ -45,7 +43,6 @@ from orderlake.transforms import silver as silver_t
 
 NAME = "batch"
 LAYERS = ("bronze", "silver", "gold")
-LOCK = "batch"
 
 
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
@@ -66,30 +63,6 @@ def bronze_positions(
     )
     positions = {(r["topic"], r["partition"]): r["last"] + 1 for r in rows}
     return positions, max((r["load_id"] for r in rows), default=0)
-
-
-def plan_bronze_load(
-    positions: dict[tuple[str, int], int], marks: dict[tuple[str, int], tuple]
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """{(topic, partition): (start, end)} to load; refuses to skip records Kafka no longer has.
-
-    A partition bronze has never seen starts at Kafka's earliest offset. A partition whose next
-    offset is below Kafka's earliest lost records to retention before bronze loaded them: that
-    is an error, never a silent gap.
-    """
-    plan = {}
-    for tp, (low, high) in sorted(marks.items()):
-        start = positions.get(tp, low)
-        if start < low:
-            topic, partition = tp
-            raise OrderlakeError(
-                f"Kafka no longer holds offsets {start}..{low - 1} of {topic} partition "
-                f"{partition} (retention removed them before bronze loaded them); bronze would "
-                "have a gap. Raise the topic's retention and check ops.reconciliation."
-            )
-        if high > start:
-            plan[tp] = (start, high)
-    return plan
 
 
 def offsets_json(plan: dict[tuple[str, int], tuple[int, int]], index: int) -> str:
@@ -123,9 +96,9 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
     """Append every Kafka record bronze does not hold yet. Returns a summary."""
     started = time.time()
     positions, last_load_id = bronze_positions(spark, settings)
-    plan = plan_bronze_load(positions, kafka.watermarks(settings.bootstrap))
+    plan = kafka_log.plan_load(positions, kafka.watermarks(settings.bootstrap))
     if not plan:
-        _save_positions(settings, positions)
+        kafka_log.save_positions(settings, positions)
         return {"layer": "bronze", "records": 0, "seconds": round(time.time() - started, 2)}
     positions = {**positions, **{tp: end for tp, (_, end) in plan.items()}}
     # the load id grows with every load: the sum over all partitions of the next offset after
@@ -135,7 +108,7 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
     load_id = max(sum(positions.values()), last_load_id + 1)
     rows = bronze_t.to_bronze(read_kafka_range(spark, settings, plan), load_id)
     lake.append(rows, settings, BRONZE_TABLE.name, lake.Txn("orderlake-bronze", load_id))
-    _save_positions(settings, positions)
+    kafka_log.save_positions(settings, positions)
     written = _last_commit_rows(spark, settings, BRONZE_TABLE.name)
     seconds = time.time() - started
     return {
@@ -146,41 +119,6 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
         "seconds": round(seconds, 2),
         "records_per_s": round(written / seconds) if seconds else None,
     }
-
-
-# A scheduled load usually finds nothing new, yet a Spark process to learn that costs ~30 s of
-# both cores here. Each load therefore leaves bronze's next offsets beside the lake, tagged
-# with the table version they describe; a later load that finds the table still at that
-# version (no writer since) and Kafka's end offsets equal to them needs no Spark at all.
-# Only a shortcut: with the file missing, stale or unreadable, the load reads bronze itself.
-def _positions_path(settings: Settings) -> Path:
-    return settings.lake_dir / "_state" / "bronze_positions.json"
-
-
-def _save_positions(settings: Settings, positions: dict[tuple[str, int], int]) -> None:
-    path = _positions_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "version": lake.latest_version(settings, BRONZE_TABLE.name),
-        "next_offsets": [[topic, partition, end] for (topic, partition), end in positions.items()],
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
-
-
-def bronze_is_current(settings: Settings) -> bool:
-    """True when bronze provably holds every record Kafka holds, decided without Spark."""
-    try:
-        doc = json.loads(_positions_path(settings).read_text())
-        if doc["version"] is None or doc["version"] != lake.latest_version(
-            settings, BRONZE_TABLE.name
-        ):
-            return False
-        positions = {(t, int(p)): int(end) for t, p, end in doc["next_offsets"]}
-        return not plan_bronze_load(positions, kafka.watermarks(settings.bootstrap))
-    except (OSError, ValueError, KeyError, TypeError, OrderlakeError):
-        return False  # no usable shortcut (or a retention gap, which the full load reports)
 
 
 def _last_commit_rows(spark: SparkSession, settings: Settings, name: str) -> int:
@@ -431,7 +369,7 @@ def _layers(args: argparse.Namespace) -> tuple[str, ...]:
 
 def shortcut(settings: Settings, args: argparse.Namespace) -> list[dict] | None:
     """The scheduled bronze load's usual case, nothing new in Kafka, answered without Spark."""
-    if _layers(args) == ("bronze",) and bronze_is_current(settings):
+    if _layers(args) == ("bronze",) and kafka_log.bronze_is_current(settings):
         return [{"layer": "bronze", "records": 0, "spark": False}]
     return None
 
@@ -439,7 +377,7 @@ def shortcut(settings: Settings, args: argparse.Namespace) -> list[dict] | None:
 def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
     """The layers asked for, in order, under the batch lock; one summary per layer."""
     layers = _layers(args)
-    with locks.exclusive(settings, LOCK):
+    with locks.exclusive(settings, locks.BATCH):
         ensure_tables(spark, settings)
         if "bronze" in layers:
             yield load_bronze(spark, settings)

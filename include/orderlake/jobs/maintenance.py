@@ -1,4 +1,6 @@
-"""Table maintenance of the batch layer's Delta tables: OPTIMIZE (compaction) and guarded VACUUM.
+"""Table maintenance of the lake's Delta tables: OPTIMIZE (compaction) and guarded VACUUM.
+
+    orderlake maintain [--optimize] [--vacuum] [--retain-hours H]     (both by default)
 
 VACUUM deletes files no longer in a table's current version; a reader still on an older version
 would then fail. The guard refuses a VACUUM that could delete files someone may still read:
@@ -6,7 +8,11 @@ would then fail. The guard refuses a VACUUM that could delete files someone may 
   - while a batch job or a replay runs (it may read older versions it started from);
   - a retention younger than the oldest table version a recent reconciliation compared
     (ops.reconciliation rows of the last ORDERLAKE_PIN_DAYS days pin their versions).
-speed.* tables belong to the streaming job (one writer per table) and are never touched here.
+
+Batch tables are maintained under the batch lock. The speed tables have one writer, the speed
+layer: while it runs, `maintain` hands it a request (``<run>/speed-maintenance/``) and its own
+JVM does the work between micro-batches (``SpeedMaintenance``), with the same guard; while it is
+stopped, `maintain` takes the speed lock and does the work itself.
 """
 
 from __future__ import annotations
@@ -14,38 +20,45 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from orderlake import lake, locks, schemas
 from orderlake.errors import OrderlakeError
-from orderlake.jobs import batch
 from orderlake.settings import Settings
 
 NAME = "maintain"
 RECONCILIATION = "ops.reconciliation"
+SPEED_REQUEST_TIMEOUT_S = 15 * 60.0  # a busy speed layer takes a request between micro-batches
 
 
-def maintained_tables(settings: Settings) -> list[str]:
+def batch_tables(settings: Settings) -> list[str]:
     return [t.name for t in schemas.BATCH_TABLES if lake.exists(settings, t.name)]
 
 
-def optimize(spark: SparkSession, settings: Settings) -> list[dict]:
-    """Compact small files of every batch table (under the batch lock: OPTIMIZE is a commit)."""
+def speed_tables(settings: Settings) -> list[str]:
+    return [t.name for t in schemas.SPEED_TABLES if lake.exists(settings, t.name)]
+
+
+def optimize_tables(spark: SparkSession, settings: Settings, names: list[str]) -> list[dict]:
+    """Compact small files of each table (the caller holds the tables' writer lock)."""
     results = []
-    with locks.exclusive(settings, batch.LOCK):
-        for name in maintained_tables(settings):
-            metrics = spark.sql(f"OPTIMIZE {lake.sql_name(settings, name)}").first()["metrics"]
-            results.append(
-                {
-                    "table": name,
-                    "files_added": metrics["numFilesAdded"],
-                    "files_removed": metrics["numFilesRemoved"],
-                }
-            )
+    for name in names:
+        metrics = spark.sql(f"OPTIMIZE {lake.sql_name(settings, name)}").first()["metrics"]
+        results.append(
+            {
+                "table": name,
+                "files_added": metrics["numFilesAdded"],
+                "files_removed": metrics["numFilesRemoved"],
+            }
+        )
     return results
 
 
@@ -71,18 +84,13 @@ def pinned_since(spark: SparkSession, settings: Settings, name: str) -> datetime
 
 def vacuum_guard(spark: SparkSession, settings: Settings, name: str, retain_hours: float) -> None:
     """Raise OrderlakeError (one sentence) when this VACUUM could delete files still needed."""
-    if name.startswith("speed."):
-        raise OrderlakeError(
-            f"{name} belongs to the streaming job (one writer per table); it compacts its own "
-            "files, so batch maintenance never vacuums it."
-        )
     if retain_hours < settings.vacuum_min_hours:
         raise OrderlakeError(
             f"Refusing to VACUUM {name} with {retain_hours:g} h retention: below the "
             f"{settings.vacuum_min_hours:g} h minimum (ORDERLAKE_VACUUM_MIN_HOURS) that protects "
             "readers of older versions."
         )
-    if locks.is_held(settings, batch.LOCK):
+    if not name.startswith("speed.") and locks.is_held(settings, locks.BATCH):
         raise OrderlakeError(
             f"Refusing to VACUUM {name}: a batch job or replay is running and may read older "
             "versions; run maintenance when it has finished."
@@ -98,19 +106,126 @@ def vacuum_guard(spark: SparkSession, settings: Settings, name: str, retain_hour
             )
 
 
+def vacuum_table(spark: SparkSession, settings: Settings, name: str, hours: float) -> dict:
+    """VACUUM one table after the guard agreed (the caller holds its writer lock)."""
+    spark.sql(f"VACUUM {lake.sql_name(settings, name)} RETAIN {hours:g} HOURS").collect()
+    return {"table": name, "retain_hours": hours}
+
+
+def optimize(spark: SparkSession, settings: Settings) -> list[dict]:
+    """Compact every table: the batch tables under the batch lock, then the speed tables."""
+    with locks.exclusive(settings, locks.BATCH):
+        done = optimize_tables(spark, settings, batch_tables(settings))
+    return done + maintain_speed(spark, settings, {"optimize": True})
+
+
 def vacuum(spark: SparkSession, settings: Settings, retain_hours: float | None = None) -> list:
-    """VACUUM every batch table after the guard agreed; returns what was done per table."""
+    """VACUUM every table after the guard agreed; returns what was done per table."""
     hours = settings.vacuum_min_hours if retain_hours is None else retain_hours
     done = []
-    for name in maintained_tables(settings):
+    for name in batch_tables(settings):
         vacuum_guard(spark, settings, name, hours)
-        with locks.exclusive(settings, batch.LOCK):
-            spark.sql(f"VACUUM {lake.sql_name(settings, name)} RETAIN {hours:g} HOURS").collect()
-        done.append({"table": name, "retain_hours": hours})
-    return done
+        with locks.exclusive(settings, locks.BATCH):
+            done.append(vacuum_table(spark, settings, name, hours))
+    return done + maintain_speed(spark, settings, {"vacuum": True, "retain_hours": hours})
 
 
-# --- the job: `orderlake maintain`, batch/maintain.py, the delta_maintenance DAG (jobs/runner.py)
+# --- the speed tables: done by their one writer ---------------------------------------------------
+def perform(spark: SparkSession, settings: Settings, request: dict) -> list[dict]:
+    """A maintenance request on the speed tables, by whoever is their writer now."""
+    names = speed_tables(settings)
+    if request.get("optimize"):
+        return optimize_tables(spark, settings, names)
+    hours = float(request["retain_hours"])
+    for name in names:
+        vacuum_guard(spark, settings, name, hours)
+    return [vacuum_table(spark, settings, name, hours) for name in names]
+
+
+def requests_dir(settings: Settings) -> Path:
+    return settings.run_dir / "speed-maintenance"
+
+
+def maintain_speed(spark: SparkSession, settings: Settings, request: dict) -> list[dict]:
+    """Maintain the speed tables: here under the speed lock when the speed layer is stopped,
+    else through a request its JVM carries out; the outcome either way."""
+    try:
+        held = locks.acquire(settings, locks.SPEED)
+    except OrderlakeError:
+        done = _ask_speed_layer(settings, request)
+        return [{**entry, "by": "the speed layer"} for entry in done]
+    try:
+        return [{**entry, "by": "this job"} for entry in perform(spark, settings, request)]
+    finally:
+        held.release()
+
+
+def _ask_speed_layer(settings: Settings, request: dict) -> list[dict]:
+    directory = requests_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+    answer = directory / f"{name}.done.json"
+    _write(directory / f"{name}.request.json", request)
+    deadline = time.monotonic() + SPEED_REQUEST_TIMEOUT_S
+    while not answer.exists():
+        if time.monotonic() > deadline or not locks.is_held(settings, locks.SPEED):
+            (directory / f"{name}.request.json").unlink(missing_ok=True)
+            raise OrderlakeError(
+                "The speed layer did not carry out the maintenance of the speed tables within "
+                f"{SPEED_REQUEST_TIMEOUT_S / 60:.0f} minutes (or stopped meanwhile); see "
+                f"{settings.logs_dir / 'streaming.log'} and run `orderlake maintain` again."
+            )
+        time.sleep(1)
+    outcome = json.loads(answer.read_text())
+    answer.unlink()
+    if outcome.get("error"):
+        raise OrderlakeError(outcome["error"])
+    return outcome["done"]
+
+
+def _write(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
+
+
+class SpeedMaintenance:
+    """The speed layer's side: a daemon thread of its driver that carries out maintenance
+    requests between micro-batches (``between`` is the lock its micro-batches hold), so the
+    speed tables keep one writer."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, between: threading.Lock):
+        self.spark, self.settings, self.between = spark, settings, between
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="speed-maintenance", daemon=True)
+
+    def start(self) -> SpeedMaintenance:
+        self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stop.wait(2.0):
+            for request in sorted(requests_dir(self.settings).glob("*.request.json")):
+                self.carry_out(request)
+
+    def carry_out(self, path: Path) -> None:
+        name = path.name.removesuffix(".request.json")
+        try:
+            request = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # being written: the next look finds it whole
+        try:
+            with self.between:
+                outcome: dict = {"done": perform(self.spark, self.settings, request)}
+        except OrderlakeError as exc:
+            outcome = {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the requester must hear, the query go on
+            outcome = {"error": f"maintenance of the speed tables failed: {exc}"[:500]}
+        _write(path.with_name(f"{name}.done.json"), outcome)
+        path.unlink(missing_ok=True)
+
+
+# --- the job: `orderlake maintain`, batch/maintain.py, the delta_maintenance DAG (runner.py) -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from orderlake.arguments import non_negative_float
 

@@ -1,8 +1,11 @@
 """Reconciliation: proof that nothing was lost between Kafka and the lake, and that the speed
 and batch layers agree. Kafka + bronze + silver + gold + speed.purchases -> ops.reconciliation.
 
-Three checks, one ops.reconciliation row per scope:
+Four checks, one ops.reconciliation row per scope:
 
+    bronze_retention  per topic partition with records bronze has not loaded: failed once the
+                      oldest is ORDERLAKE_RETENTION_WARN_SHARE of Kafka's retention old, while
+                      there is still time to load it.
     kafka_vs_bronze   per topic partition: Kafka's offsets vs the bronze rows. Records Kafka got
                       after bronze's last load are explained (pending); a missing offset or a
                       duplicated one is a failure, named by partition and offset.
@@ -35,7 +38,7 @@ from datetime import UTC, date, datetime
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
-from orderlake import contracts, lake, locks, schemas
+from orderlake import contracts, kafka_log, lake, locks, schemas
 from orderlake.errors import CheckFailed
 from orderlake.jobs import batch
 from orderlake.schemas import (
@@ -272,6 +275,26 @@ def check_kafka_vs_bronze(spark: SparkSession, settings: Settings) -> list[Findi
     ]
 
 
+def check_bronze_retention(settings: Settings) -> list[Finding]:
+    """Per partition with records bronze has not loaded: failed once the oldest of them is
+    ORDERLAKE_RETENTION_WARN_SHARE of the retention old, before Kafka can delete it."""
+    findings = []
+    for h in kafka_log.retention_headroom(settings):
+        detail: dict = {
+            "unloaded": h.unloaded,
+            "oldest_age_h": round(h.oldest_age_s / 3600, 2),
+            "share_of_retention": round(h.share, 3),
+        }
+        if h.warning(settings):
+            detail["unexplained"] = {
+                "retention_share": f"{h.share:.0%} >= {settings.retention_warn_share:.0%}"
+            }
+        findings.append(
+            Finding("bronze_retention", f"{h.topic}/{h.partition}", 0, 0, detail=detail)
+        )
+    return findings
+
+
 def check_bronze_vs_silver(spark: SparkSession, settings: Settings) -> list[Finding]:
     last = batch.last_run(spark, settings, "silver")
     cursor = last["cursor_to"] if last else 0
@@ -489,11 +512,12 @@ def reconcile(spark: SparkSession, settings: Settings, day: date | None = None) 
     raise CheckFailed naming every failed scope (after writing them)."""
     run_id = str(uuid.uuid4())
     checked_at = datetime.now(UTC)
-    with locks.exclusive(settings, batch.LOCK):
+    with locks.exclusive(settings, locks.BATCH):
         batch.ensure_tables(spark, settings)
         versions = table_versions(settings)
         findings = (
-            check_kafka_vs_bronze(spark, settings)
+            check_bronze_retention(settings)
+            + check_kafka_vs_bronze(spark, settings)
             + check_bronze_vs_silver(spark, settings)
             + check_speed_vs_batch(spark, settings, day)
         )
@@ -518,7 +542,7 @@ def reconcile(spark: SparkSession, settings: Settings, day: date | None = None) 
             spark.createDataFrame(rows, schemas.RECONCILIATION), settings, RECONCILIATION_TABLE.name
         )
     summary: dict = {"run_id": run_id, "checked_at": checked_at.isoformat(), "date": day}
-    for check in ("kafka_vs_bronze", "bronze_vs_silver", "speed_vs_batch"):
+    for check in ("bronze_retention", "kafka_vs_bronze", "bronze_vs_silver", "speed_vs_batch"):
         statuses = [f.status for f in findings if f.check == check]
         summary[check] = {s: statuses.count(s) for s in sorted(set(statuses))}
     failed = [f for f in findings if f.status == "failed"]

@@ -41,11 +41,13 @@ events count in their window whatever its age: nothing is dropped by a watermark
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import operator
 import os
+import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,9 +59,10 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-from orderlake import lake, schemas
+from orderlake import lake, locks, schemas
 from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
 from orderlake.errors import OrderlakeError
+from orderlake.jobs import maintenance
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
 from orderlake.stack import kafka
@@ -67,6 +70,7 @@ from orderlake.transforms import parsing
 from orderlake.transforms import speed as transforms
 
 QUERY_NAME = "speed"
+KAFKA_KEY = ["topic", "partition", "offset"]  # a record's coordinates
 USERS_VIEW = "speed.users"  # the latest stored profile per user (lake.VIEWS)
 PROGRESS_HISTORY = 120  # micro-batches kept in the progress file
 # The streaming session writes only speed.* tables: compact their small files as it goes.
@@ -143,13 +147,20 @@ def check_checkpoint(checkpoint: Path) -> None:
 
 
 def app_id(checkpoint: Path) -> str:
-    """The Delta transaction app id of this checkpoint: created once and kept beside it, so a new
-    checkpoint (batch ids from 0 again) never collides with versions committed by an old one."""
-    marker = checkpoint.parent / f"{checkpoint.name}.app-id"
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"orderlake-speed-{uuid.uuid4()}")
-    return marker.read_text().strip()
+    """The Delta transaction app id of the speed writes: the id of the streaming query the
+    checkpoint belongs to, which Spark keeps in ``<checkpoint>/metadata`` from the query's first
+    start. A new checkpoint is a new query with a new id, so its batch ids (from 0 again) never
+    meet transaction versions an older checkpoint committed: nothing outside the checkpoint can
+    outlive it and make Delta skip a write as already done."""
+    metadata = checkpoint / "metadata"
+    try:
+        return f"orderlake-speed-{json.loads(metadata.read_text())['id']}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OrderlakeError(
+            f"The speed checkpoint's query id cannot be read from {metadata} ({exc}); remove "
+            f"the checkpoint {checkpoint} to start a new one (the speed tables stay exact: "
+            "re-read records are found among the counted ones)."
+        ) from None
 
 
 class CountedKeys:
@@ -235,10 +246,21 @@ class StoredUsers:
 class SpeedLayer:
     """Writes one micro-batch into the speed tables; keeps per-batch statistics."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, app_id: str):
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        app_id: str | None = None,
+        checkpoint: Path | None = None,
+    ):
+        """``app_id`` names the Delta transactions of the writes; without it, the query's id
+        from ``checkpoint`` (app_id()), read at the first micro-batch, when Spark has written it."""
         self.spark = spark
         self.settings = settings
-        self.app_id = app_id
+        self._app_id = app_id
+        self.checkpoint = checkpoint
+        self.between = threading.Lock()  # held by a micro-batch, taken by table maintenance
+        self.maintenance: maintenance.SpeedMaintenance | None = None  # while the query runs
         self.batch_stats: dict[int, dict] = {}
         retire_users_table(spark, settings)
         for spec in schemas.SPEED_TABLES:
@@ -258,6 +280,14 @@ class SpeedLayer:
     def path(self, spec: schemas.TableSpec) -> str:
         return str(lake.table_path(self.settings, spec.name))
 
+    @property
+    def app_id(self) -> str:
+        if self._app_id is None:
+            if self.checkpoint is None:
+                raise ValueError("SpeedLayer needs an app_id or the query's checkpoint.")
+            self._app_id = app_id(self.checkpoint)
+        return self._app_id
+
     @contextlib.contextmanager
     def _step(self, name: str) -> Iterator[None]:
         """Time one step of the micro-batch (reported as steps_ms in the progress file)."""
@@ -268,6 +298,11 @@ class SpeedLayer:
             self._steps[name] = round((time.perf_counter() - started) * 1000)
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        # maintenance of the speed tables (jobs/maintenance.py) runs between micro-batches
+        with self.between:
+            self._process_batch(batch, batch_id)
+
+    def _process_batch(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
         self._steps: dict[str, int] = {}
         spark = batch.sparkSession
@@ -284,7 +319,8 @@ class SpeedLayer:
         if invalid.num_rows:
             with self._step("quarantine"):
                 quarantined = parsing.quarantine_rows(self._frame(spark, invalid, kept), "speed")
-                lake.append(quarantined, self.settings, schemas.SPEED_QUARANTINE.name, txn)
+                fresh = quarantined.join(self._quarantined(spark, invalid), KAFKA_KEY, "left_anti")
+                lake.append(fresh, self.settings, schemas.SPEED_QUARANTINE.name, txn)
         valid = pc.is_null(rows["reason"])
         profiles = rows.filter(pc.and_(valid, pc.equal(rows["topic"], TOPIC_PROFILES)))
         if profiles.num_rows:
@@ -315,6 +351,29 @@ class SpeedLayer:
         if stats["event_time_max"] is not None:
             stats["event_time_max"] = stats["event_time_max"].isoformat()
         self.batch_stats[batch_id] = stats
+
+    def _quarantined(self, spark: SparkSession, invalid: pa.Table) -> DataFrame:
+        """The Kafka coordinates speed.quarantine holds already within the offsets of these
+        invalid rows: records read again after the checkpoint was removed are not quarantined
+        twice (the transaction id is new with the new checkpoint). Malformed records are rare,
+        and file statistics keep the read to the files of those offsets."""
+        table = lake.read(spark, self.settings, schemas.SPEED_QUARANTINE.name)
+        ranges = invalid.group_by(["topic", "partition"]).aggregate(
+            [("offset", "min"), ("offset", "max")]
+        )
+        within = [
+            (F.col("topic") == topic)
+            & (F.col("partition") == partition)
+            & F.col("offset").between(low, high)
+            for topic, partition, low, high in zip(
+                *(
+                    ranges[c].to_pylist()
+                    for c in ("topic", "partition", "offset_min", "offset_max")
+                ),
+                strict=True,
+            )
+        ]
+        return table.where(functools.reduce(operator.or_, within)).select(*KAFKA_KEY)
 
     def _kept_rows(self, batch: DataFrame) -> DataFrame:
         """The parsed rows a micro-batch does more with than count: valid purchases, malformed
@@ -432,7 +491,7 @@ class SpeedLayer:
         """Counts the batch's new purchases (the valid ones it collected); returns
         (rows counted, where de-duplication read the counted keys: "memory" or "table")."""
         with self._step("bucket"):
-            purchases = transforms.first_per_event(purchases)
+            purchases = transforms.first_per_key(purchases)
             # the de-duplication set: the purchases counted in this batch's event-time range,
             # by any batch (a re-run of this batch finds its own and counts nothing again);
             # from memory when it covers the range, else the batch's keys found in the table
@@ -519,6 +578,8 @@ class ProgressWriter(StreamingQueryListener):
     def onQueryTerminated(self, event) -> None:  # noqa: N802
         if str(event.id) == self.query_id:
             self._write(state="terminated", error=event.exception)
+            if self.layer.maintenance is not None:
+                self.layer.maintenance.stop.set()
 
     def _write(self, **extra: object) -> None:
         doc = {
@@ -531,10 +592,7 @@ class ProgressWriter(StreamingQueryListener):
             "batches": self.history,
             **extra,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, default=str))
-        tmp.replace(self.path)  # readers never see a half-written file
+        _write_json(self.path, doc)
 
 
 def retire_users_table(spark: SparkSession, settings: Settings) -> None:
@@ -601,22 +659,99 @@ def preload_profiles(
     return {"users_stored": stored, "seconds": round(time.perf_counter() - started, 3)}
 
 
+STARTING_BEAT_S = 5.0  # heartbeat while starting (JVM, profile preload): well inside STALE_AFTER_S
+
+
+# the speed lock of each lake this process has taken, kept until the process ends: one process
+# runs one speed layer per lake (Spark refuses a second active query of the same name)
+_HELD: dict[Path, locks.Held] = {}
+
+
+def hold_lock(settings: Settings) -> locks.Held:
+    """The speed layer's single-instance lock, held by this process from now on, or one
+    sentence naming the process that runs the speed layer already."""
+    path = locks.lock_path(settings, locks.SPEED)
+    if path in _HELD:
+        return _HELD[path]
+    try:
+        _HELD[path] = locks.acquire(settings, locks.SPEED)
+        return _HELD[path]
+    except OrderlakeError:
+        holder = locks.holder(settings, locks.SPEED) or "unknown"
+        raise OrderlakeError(
+            f"A speed layer already runs on the lake {settings.lake_dir} ({holder}); two would "
+            "write the same speed tables. `orderlake status` shows it; stop it first."
+        ) from None
+
+
+@contextlib.contextmanager
+def starting(settings: Settings) -> Iterator[Callable[[str | None], None]]:
+    """Report state "starting" with a fresh heartbeat every few seconds while the block runs,
+    so the streaming supervisor never restarts a job that is still starting (a JVM start and a
+    profile preload after an outage can take minutes) while the last run's heartbeat is stale.
+
+    The block gets ``phase(name)`` to name what it is doing (shown by `orderlake status`) and
+    calls ``phase(None)`` once the query is about to report for itself.
+    """
+    path = progress_path(settings)
+    started_at = _iso(time.time())
+    current: list[str | None] = ["starting"]
+    stop = threading.Event()
+
+    def beat() -> None:
+        doc = _read_json(path)
+        doc.update(
+            state="starting",
+            phase=current[0],
+            pid=os.getpid(),
+            started_at=started_at,
+            heartbeat_at=_iso(time.time()),
+        )
+        _write_json(path, doc)
+
+    def loop() -> None:
+        while not stop.wait(STARTING_BEAT_S):
+            beat()
+
+    beat()
+    thread = threading.Thread(target=loop, name="speed-starting", daemon=True)
+    thread.start()
+
+    def phase(name: str | None) -> None:
+        if name is None:
+            stop.set()
+            thread.join()
+            return
+        current[0] = name
+        beat()
+
+    try:
+        yield phase
+    finally:
+        stop.set()
+        thread.join()
+
+
 def start(
     spark: SparkSession,
     settings: Settings,
     *,
     available_now: bool = False,
     checkpoint: Path | None = None,
+    phase: Callable[[str | None], None] = lambda _: None,
 ) -> StreamingQuery:
     """Start the speed-layer query and return it.
 
     ``available_now`` processes what is there and stops (tests, catch-up runs); otherwise
-    micro-batches run back to back, always on.
+    micro-batches run back to back, always on. The process holds the speed lock from here on
+    (hold_lock); ``phase`` hears what start-up is doing (``starting``).
     """
     checkpoint = checkpoint or lake.checkpoint_path(settings, QUERY_NAME)
+    hold_lock(settings)
     check_checkpoint(checkpoint)
-    layer = SpeedLayer(spark, settings, app_id(checkpoint))
+    layer = SpeedLayer(spark, settings, checkpoint=checkpoint)
     listener = ProgressWriter(settings, layer)
+    phase("profile preload")
     listener.preload = preload_profiles(spark, settings, layer, listener.offsets)
     spark.streams.addListener(listener)
     writer = (
@@ -630,8 +765,10 @@ def start(
         if available_now
         else writer.trigger(processingTime="0 seconds")
     )
+    phase(None)  # from here the query's listener reports
     query = writer.start()
     listener.query_id = str(query.id)
+    layer.maintenance = maintenance.SpeedMaintenance(spark, settings, layer.between).start()
     return query
 
 
@@ -640,6 +777,13 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, default=str))
+    tmp.replace(path)  # readers never see a half-written file
 
 
 def _iso(epoch: float) -> str:

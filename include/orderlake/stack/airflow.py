@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orderlake.errors import OrderlakeError
+from orderlake.private import is_private, write_private
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack.supervisor import Program
 
@@ -57,21 +58,38 @@ def secrets_file(settings: Settings) -> Path:
     return settings.airflow_home / "orderlake-secrets.json"
 
 
+SECRET_KEYS = ("fernet_key", "jwt_secret", "api_secret_key", "admin_password")
+
+
 def load_secrets(settings: Settings) -> dict[str, str]:
-    """The instance's secrets, generated on first use and kept (0600) under ORDERLAKE_HOME."""
+    """The instance's secrets, generated once and kept (0600) under ORDERLAKE_HOME.
+
+    A file that is there but cannot be read whole is an error, never a reason to generate new
+    ones: a new Fernet key would leave every encrypted connection and variable unreadable.
+    """
     path = secrets_file(settings)
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, ValueError):
+    if not path.exists():
         values = {
             "fernet_key": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "jwt_secret": secrets.token_urlsafe(32),
             "api_secret_key": secrets.token_urlsafe(32),
             "admin_password": secrets.token_urlsafe(12),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(values, indent=2))
+        write_private(path, json.dumps(values, indent=2))
+    try:
+        values = json.loads(path.read_text())
+        if not isinstance(values, dict) or not all(
+            isinstance(values.get(key), str) and values[key] for key in SECRET_KEYS
+        ):
+            raise ValueError(f"expected the keys {', '.join(SECRET_KEYS)}")
+    except (OSError, ValueError) as exc:
+        raise OrderlakeError(
+            f"Airflow's secrets file {path} cannot be read ({exc}); restore it from a backup. "
+            "New secrets would make the connections encrypted with the old Fernet key "
+            "unreadable."
+        ) from None
+    if not is_private(path):
+        path.chmod(0o600)  # copied or restored with a wider mode: others must not read it
     if settings.airflow_admin_password is not None:
         values["admin_password"] = settings.airflow_admin_password.get_secret_value()
     return values
@@ -117,9 +135,9 @@ def prepare(settings: Settings) -> None:
     """Create or upgrade the metadata DB, the admin's password file and the lake pool."""
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
-    passwords = home / "passwords.json"
-    passwords.touch(mode=0o600)
-    passwords.write_text(json.dumps({ADMIN: load_secrets(settings)["admin_password"]}))
+    write_private(
+        home / "passwords.json", json.dumps({ADMIN: load_secrets(settings)["admin_password"]})
+    )
     env = environment(settings)
     _airflow(settings, env, "db", "migrate")
     _airflow(settings, env, "pools", "set", LAKE_POOL, "1", "one Delta writer at a time")

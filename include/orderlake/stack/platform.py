@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT, Settings
-from orderlake.stack import dashboard, flume, kafka, ports
+from orderlake.stack import dashboard, disk, flume, kafka, ports
 from orderlake.stack.supervisor import Program, Supervisor
 
 
@@ -32,6 +32,7 @@ class Component:
     metrics: Callable[[], dict] = dict  # live numbers (asked only while it runs)
     # supervised program names, when they are not just the component's own name
     program_names: list[str] = field(default_factory=list)
+    data_dirs: list[Path] = field(default_factory=list)  # whose free space `status` shows
 
     @property
     def supervised(self) -> list[str]:
@@ -48,10 +49,25 @@ def kafka_component(settings: Settings) -> Component:
         kafka.ensure_topics(settings)
 
     def metrics() -> dict:
+        from orderlake import kafka_log
+
         try:
-            return {"end_offsets": kafka.end_offsets(settings.bootstrap)}
+            found = {"end_offsets": kafka.end_offsets(settings.bootstrap)}
         except Exception as exc:  # noqa: BLE001 - status must render even when Kafka is down
             return {"end_offsets": {"error": str(exc)}}
+        try:
+            headroom = kafka_log.retention_headroom(settings)
+        except Exception as exc:  # noqa: BLE001 - a partition moving between brokers
+            return {**found, "bronze_retention": {"error": str(exc)}}
+        warnings = [w for h in headroom if (w := h.warning(settings))]
+        oldest = max(headroom, key=lambda h: h.share, default=None)
+        return {
+            **found,
+            "bronze_retention": {
+                "oldest_unloaded_share": round(oldest.share, 3) if oldest else 0.0,
+                "warnings": warnings,
+            },
+        }
 
     return Component(
         "kafka",
@@ -66,6 +82,7 @@ def kafka_component(settings: Settings) -> Component:
         ready=ready,
         address=lambda: {"bootstrap": settings.bootstrap},
         metrics=metrics,
+        data_dirs=[settings.kafka_dir],
     )
 
 
@@ -74,8 +91,13 @@ def flume_component(settings: Settings, agent: str) -> Component:
     monitor = settings.flume_monitor_port_for(agent)
 
     def programs() -> list[Program]:
-        config = flume.write_config(settings, agent)
-        return [Program(name, flume.command(settings, agent, config), stopwaitsecs=30)]
+        if agent == flume.COLLECTOR:
+            config = flume.write_config(settings, agent)
+            return [Program(name, flume.command(settings, agent, config), stopwaitsecs=30)]
+        # an edge agent runs under its watchdog (stack/edge.py): healthy only while it reads
+        env = {**settings.to_env(), "PATH": _venv_path(), "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "orderlake.stack.edge", agent]
+        return [Program(name, command, environment=env, stopwaitsecs=30)]
 
     def ready() -> None:
         deadline = time.monotonic() + 60
@@ -101,14 +123,30 @@ def flume_component(settings: Settings, agent: str) -> Component:
             settings.flume_collector_port,
             "ORDERLAKE_FLUME_COLLECTOR_PORT",
         )
+    data = [settings.flume_dir / agent]
+    if agent != flume.COLLECTOR:
+        data.append(settings.spool_dir / agent)
     return Component(
         name,
         programs,
         ports=needed,
         ready=ready,
         address=address,
-        metrics=lambda: flume.summarize(flume.metrics(settings, agent)),
+        data_dirs=data,
+        metrics=lambda: {
+            **flume.summarize(flume.metrics(settings, agent)),
+            **({} if agent == flume.COLLECTOR else {"health": edge_health(settings, agent)}),
+        },
     )
+
+
+def edge_health(settings: Settings, agent: str) -> dict:
+    """What the edge agent's watchdog last saw: reading, idle, back-pressure, restarting, and
+    why it last restarted the agent."""
+    from orderlake.stack import edge
+
+    health = edge.read_health(settings, agent)
+    return {k: health.get(k) for k in ("state", "restarts", "last_reason", "unread_bytes")}
 
 
 def spark_component(settings: Settings) -> Component:
@@ -126,6 +164,7 @@ def spark_component(settings: Settings) -> Component:
         },
         ready=lambda: spark_server.wait_ready(settings),
         address=lambda: spark_server.address(settings),
+        data_dirs=[settings.lake_dir],
     )
 
 
@@ -277,6 +316,8 @@ def status(settings: Settings) -> dict:
         if state == "RUNNING":
             entry.update(part.metrics())
         entry["log"] = str(settings.logs_dir / f"{part.supervised[0]}.log")
+        if part.data_dirs:
+            entry["disk"] = [disk.free_space(settings, path) for path in part.data_dirs]
         result[part.name] = entry
     return result
 

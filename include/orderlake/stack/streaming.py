@@ -35,13 +35,21 @@ def heartbeat_age(progress: dict) -> float:
     return time.time() - beat.timestamp()
 
 
+def starting_for(progress: dict) -> float | None:
+    """Seconds the job has reported itself starting (JVM, profile preload); None otherwise."""
+    if progress.get("state") != "starting" or not progress.get("started_at"):
+        return None
+    return time.time() - datetime.fromisoformat(progress["started_at"]).timestamp()
+
+
 def wait_ready(settings: Settings, timeout: float = 180) -> None:
     """Wait until a query started after now reports (the file may hold a previous run's)."""
     since = time.time()
     deadline = since + timeout
     while time.time() < deadline:
         progress = read_progress(settings)
-        if progress and datetime.fromisoformat(progress["heartbeat_at"]).timestamp() >= since:
+        fresh = progress and datetime.fromisoformat(progress["heartbeat_at"]).timestamp() >= since
+        if fresh and progress.get("state") != "starting":
             if progress.get("state") == "terminated":
                 raise OrderlakeError(
                     f"The speed layer stopped at start ({progress.get('error')}); see "
@@ -74,6 +82,7 @@ def metrics(settings: Settings) -> dict:
     last = batches[-1] if batches else {}
     out = {
         "query_state": progress.get("state"),
+        "phase": progress.get("phase") if progress.get("state") == "starting" else None,
         "heartbeat_age_s": round(heartbeat_age(progress), 1),
         "healthy": heartbeat_age(progress) < STALE_AFTER_S,
         "batches": len(batches),

@@ -24,6 +24,7 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from orderlake.errors import OrderlakeError
+from orderlake.private import write_private
 from orderlake.settings import Settings
 
 
@@ -126,7 +127,8 @@ class Supervisor:
     def start_daemon(self, programs: Iterable[Program]) -> None:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(config_text(self.settings, programs))
+        # the programs' environments carry secrets (Airflow's keys, database passwords)
+        write_private(self.conf, config_text(self.settings, programs))
         # supervisord daemonizes itself: the parent returns once the child is forked
         done = subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],

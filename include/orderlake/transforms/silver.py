@@ -43,6 +43,7 @@ def edge_rejects(records: DataFrame, at: Column | None = None) -> DataFrame:
             F.get_json_object(text, "$.topic").alias("topic"),
             F.get_json_object(text, "$.file").alias("file"),
             F.get_json_object(text, "$.bytes").cast("long").alias("bytes"),
+            F.get_json_object(text, "$.sha256").alias("sha256"),
         )
     )
     return records.select(

@@ -169,14 +169,16 @@ function drawHealth(answer) {
     item("Kafka lag", s.kafka_lag == null ? "—" : `${count(s.kafka_lag)} records`, "kafka_lag"),
     item("speed query", s.query_state || "—", "query_state"),
   );
-  const head = el("tr", {}, ...["component", "", "state", "pid", "uptime", "address"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ...["component", "", "state", "pid", "uptime", "free disk", "address", "warnings"].map((h) => el("th", {}, h)));
   const rows = answer.components.map((c) => el("tr", { "data-component": c.name },
     el("td", {}, c.name),
     el("td", {}, badge(c.up ? "up" : "down", c.up ? "up" : "down")),
     el("td", {}, c.state),
     el("td", {}, c.pid == null ? "—" : String(c.pid)),
     el("td", {}, c.uptime_s == null ? "—" : `${count(c.uptime_s)} s`),
-    el("td", {}, c.address || "")));
+    el("td", {}, c.free_gb == null ? "—" : `${fixed(c.free_gb, 1)} GiB`),
+    el("td", {}, c.address || ""),
+    el("td", { class: (c.warnings || []).length ? "warning" : "" }, (c.warnings || []).join("; "))));
   table.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
 }
 

@@ -6,9 +6,13 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Base64;
 import java.util.HashSet;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -26,10 +30,13 @@ import org.slf4j.LoggerFactory;
  * pipeline: a line larger than Kafka's maximum message size, or a line without a message key bound
  * for a compacted topic (Kafka refuses keyless records there). A line of invalid UTF-8 would
  * travel on as if it were an order. This interceptor replaces such a line by a small JSON envelope
- * (reason, size, intended topic, source file, and either the first bytes or the whole line in
- * base64) and routes it to a rejects topic through the {@code topic} header. Nothing is dropped
- * silently: every refused line is one record in the rejects topic and one WARN line in the log.
- * Place it after the interceptor that sets the {@code key} header.
+ * and routes it to a rejects topic through the {@code topic} header: the reason, the line's size
+ * and SHA-256, the intended topic, the source file, and its first {@value #HEAD_BYTES} bytes in
+ * base64 (the whole line when it is no longer). The envelope stays a few kilobytes whatever the
+ * line, so it always fits in a Kafka record: a whole line of up to {@code maxBytes} in base64 grew
+ * by a third and could itself be refused, wedging the pipeline it was meant to protect. Nothing is
+ * dropped silently: every refused line is one record in the rejects topic and one WARN line in the
+ * log. Place it after the interceptor that sets the {@code key} header.
  *
  * <pre>
  * a.sources.s.interceptors = key guard
@@ -83,12 +90,11 @@ public final class LineGuardInterceptor implements Interceptor {
     envelope.addProperty("host", headers.get("host"));
     envelope.addProperty("file", headers.get("file"));
     envelope.addProperty("rejected_at_ms", System.currentTimeMillis());
-    if ("oversize".equals(reason)) {
-      int n = Math.min(HEAD_BYTES, body.length);
-      envelope.addProperty("head", new String(body, 0, n, StandardCharsets.UTF_8));
-    } else {
-      envelope.addProperty("value_base64", Base64.getEncoder().encodeToString(body));
-    }
+    int head = Math.min(HEAD_BYTES, body.length);
+    envelope.addProperty("sha256", sha256(body));
+    envelope.addProperty("head_base64", Base64.getEncoder().encodeToString(
+        Arrays.copyOf(body, head)));
+    envelope.addProperty("truncated", head < body.length);
     LOG.warn("Rejected line #{} ({}, {} bytes, file {}) -> {}",
         rejected, reason, body.length, headers.get("file"), rejectTopic);
     headers.put(topicHeader, rejectTopic);
@@ -106,6 +112,14 @@ public final class LineGuardInterceptor implements Interceptor {
 
   @Override
   public void close() {}
+
+  static String sha256(byte[] body) {
+    try {
+      return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(body));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("every Java runtime has SHA-256", e);
+    }
+  }
 
   static boolean isUtf8(byte[] body) {
     CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()

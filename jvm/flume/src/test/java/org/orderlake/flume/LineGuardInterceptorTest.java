@@ -1,6 +1,8 @@
 package org.orderlake.flume;
 
+import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertSame;
 import static org.junit.Assert.assertTrue;
 
@@ -8,6 +10,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.Base64;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Set;
@@ -33,28 +36,51 @@ public class LineGuardInterceptorTest {
     assertEquals("tmall.user_actions", e.getHeaders().get("topic"));
   }
 
-  @Test
-  public void routesOversizeLinesToRejectsWithTheirHead() {
-    byte[] big = new byte[500];
-    Arrays.fill(big, (byte) 'x');
-    Event out = guard.intercept(line(big));
-    assertEquals("tmall.rejects", out.getHeaders().get("topic"));
-    JsonObject env = JsonParser.parseString(new String(out.getBody(), StandardCharsets.UTF_8))
+  private static JsonObject envelope(Event out) {
+    return JsonParser.parseString(new String(out.getBody(), StandardCharsets.UTF_8))
         .getAsJsonObject();
-    assertEquals("oversize", env.get("reason").getAsString());
-    assertEquals(500, env.get("bytes").getAsInt());
-    assertEquals("tmall.user_actions", env.get("topic").getAsString());
-    assertTrue(env.get("head").getAsString().startsWith("xxx"));
   }
 
   @Test
-  public void routesInvalidUtf8WithTheWholeLineInBase64() {
+  public void routesOversizeLinesToRejectsWithTheirHeadSizeAndDigest() {
+    byte[] big = new byte[5000];
+    Arrays.fill(big, (byte) 'x');
+    Event out = guard.intercept(line(big));
+    assertEquals("tmall.rejects", out.getHeaders().get("topic"));
+    JsonObject env = envelope(out);
+    assertEquals("oversize", env.get("reason").getAsString());
+    assertEquals(5000, env.get("bytes").getAsInt());
+    assertEquals("tmall.user_actions", env.get("topic").getAsString());
+    byte[] head = Base64.getDecoder().decode(env.get("head_base64").getAsString());
+    assertArrayEquals(Arrays.copyOf(big, LineGuardInterceptor.HEAD_BYTES), head);
+    assertTrue(env.get("truncated").getAsBoolean());
+    assertEquals(LineGuardInterceptor.sha256(big), env.get("sha256").getAsString());
+  }
+
+  @Test
+  public void routesShortInvalidUtf8WithTheWholeLine() {
     byte[] bad = {'{', (byte) 0xC3, (byte) 0x28, '}'};
-    Event out = guard.intercept(line(bad));
-    JsonObject env = JsonParser.parseString(new String(out.getBody(), StandardCharsets.UTF_8))
-        .getAsJsonObject();
+    JsonObject env = envelope(guard.intercept(line(bad)));
     assertEquals("invalid_utf8", env.get("reason").getAsString());
-    assertEquals("e8MofQ==", env.get("value_base64").getAsString());
+    assertEquals("e8MofQ==", env.get("head_base64").getAsString());
+    assertFalse(env.get("truncated").getAsBoolean());
+    // sha256 of the four bytes, as `printf '{\xc3(}' | sha256sum` prints it
+    assertEquals(64, env.get("sha256").getAsString().length());
+  }
+
+  @Test
+  public void theEnvelopeOfAnyLineUpToTheLimitFitsInAKafkaRecord() {
+    // the worst case: a line just under the size limit that is refused for another reason, made
+    // of bytes JSON escapes and base64 grows; its envelope must stay far below Kafka's 1 MiB
+    LineGuardInterceptor real =
+        new LineGuardInterceptor(1_000_000, "tmall.rejects", "topic", Set.of("tmall.user_profiles"));
+    byte[] body = new byte[999_999];
+    Arrays.fill(body, (byte) 0xFF);  // invalid UTF-8 throughout
+    Event in = line(body);
+    in.getHeaders().put("file", "/spool/host-1/" + "\u0001".repeat(100) + "actions.log");
+    Event out = real.intercept(in);
+    assertTrue(out.getBody().length < 8 * 1024);
+    assertEquals(999_999, envelope(out).get("bytes").getAsInt());
   }
 
   @Test

@@ -1,0 +1,91 @@
+"""The edge agent's watchdog: what TAILDIR can load, what is unread, when a source is stalled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orderlake.stack import edge
+from orderlake.stack.edge import Position, SpoolFile, Watch
+
+GOOD = [{"inode": 11, "pos": 40, "file": "/spool/host-1/actions.log"}]
+
+
+def test_a_position_file_taildir_loads():
+    positions, problems = edge.parse_positions(json.dumps(GOOD))
+    assert positions == [Position(11, 40, "/spool/host-1/actions.log")] and problems == []
+    assert edge.parse_positions("[]") == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('[{"inode": 11, "pos": 40, "fi', "not JSON"),  # truncated by a crash
+        ('{"inode": 11}', "a JSON dict, not a list"),
+        ('[{"inode": 11, "pos": 40}]', "entry 0"),  # a field missing
+        ('[{"inode": "11", "pos": 40, "file": "a"}]', "entry 0"),  # a wrong type
+        ('[{"inode": 11, "pos": -1, "file": "a"}]', "entry 0"),
+        ('[{"inode": 11, "pos": 40, "file": "a", "extra": 1}]', "entry 0"),  # TAILDIR chokes
+        ('[{"inode": 11, "pos": 40, "file": "a"}, 7]', "entry 1"),
+    ],
+)
+def test_position_files_taildir_cannot_load(text, problem):
+    _, problems = edge.parse_positions(text)
+    assert problems and problem in problems[0]
+
+
+def test_unread_bytes_follow_taildirs_inode_and_path_keys():
+    files = [
+        SpoolFile("/s/actions.log.1", 11, 100),  # renamed: its old entry no longer applies
+        SpoolFile("/s/actions.log", 12, 50),
+        SpoolFile("/s/profiles.log", 13, 30),
+    ]
+    positions = [Position(11, 100, "/s/actions.log"), Position(12, 20, "/s/actions.log")]
+    assert edge.unread_bytes(files, positions) == 100 + 30 + 30
+    assert edge.unread_bytes(files, [Position(12, 50, "/s/actions.log")]) == 100 + 0 + 30
+
+
+def test_a_line_still_being_written_is_not_unread(tmp_path: Path):
+    path = tmp_path / "actions.log"
+    path.write_bytes(b"one\ntwo\nthr")
+    size = path.stat().st_size
+    assert edge.complete_size(path, size, 0) == 8
+    assert edge.complete_size(path, size, 8) == 8  # nothing complete beyond what was read
+    assert edge.complete_size(path, size, 0, chunk=2) == 8
+    path.write_bytes(b"x" * 100)
+    assert edge.complete_size(path, 100, 0, chunk=16) == 0
+
+
+def test_a_source_is_stalled_only_after_it_read_nothing_for_a_while_with_bytes_waiting():
+    positions = [Position(1, 10, "/s/actions.log")]
+    watch = Watch()
+    assert watch.assess(0.0, positions, 5, unread=500, channel_fill=0.0) is None
+    assert watch.assess(edge.STALL_S - 1, positions, 5, unread=500, channel_fill=0.0) is None
+    reason = watch.assess(edge.STALL_S + 1, positions, 5, unread=500, channel_fill=0.0)
+    assert reason and "read nothing" in reason and "500 bytes" in reason
+
+
+def test_progress_an_empty_spool_or_a_full_channel_is_not_a_stall():
+    positions = [Position(1, 10, "/s/actions.log")]
+    moved = [Position(1, 20, "/s/actions.log")]
+    watch = Watch()
+    watch.assess(0.0, positions, 5, unread=500, channel_fill=0.0)
+    assert watch.assess(100.0, moved, 5, unread=490, channel_fill=0.0) is None  # moved
+    assert watch.assess(200.0, moved, 6, unread=490, channel_fill=0.0) is None  # accepted more
+    assert watch.assess(300.0, moved, 6, unread=0, channel_fill=0.0) is None  # nothing to read
+    assert watch.assess(400.0, moved, 6, unread=5, channel_fill=99.0) is None  # back-pressure
+    assert watch.assess(400.0 + edge.STALL_S - 1, moved, 6, unread=5, channel_fill=0.0) is None
+
+
+def test_repair_keeps_the_loadable_entries_of_present_files(tmp_path: Path):
+    path = tmp_path / "taildir-position.json"
+    entries = [*GOOD, {"inode": 99, "pos": 5, "file": "/gone"}, {"inode": 12}]
+    path.write_text(json.dumps(entries))
+    files = [SpoolFile("/spool/host-1/actions.log", 11, 100)]
+    aside, kept = edge.repair_positions(path, files, now=1_000.0)
+    assert kept == 1 and aside.name == "taildir-position.json.corrupt-1000"
+    assert json.loads(aside.read_text()) == entries
+    assert json.loads(path.read_text()) == GOOD
+    assert edge.parse_positions(path.read_text())[1] == []

@@ -1,0 +1,82 @@
+"""The speed layer's start-up bookkeeping, on real files: the "starting" heartbeat the
+streaming supervisor trusts, the single-instance lock and the checkpoint's own app id."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orderlake.errors import OrderlakeError
+from orderlake.jobs import speed
+from orderlake.settings import Settings
+from orderlake.stack import streaming
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+def test_starting_beats_a_fresh_heartbeat_over_a_stale_one(settings, monkeypatch):
+    monkeypatch.setattr(speed, "STARTING_BEAT_S", 0.05)
+    path = speed.progress_path(settings)
+    path.parent.mkdir(parents=True)
+    stale = {"state": "running", "heartbeat_at": "2026-01-01T00:00:00+00:00", "batches": [1]}
+    path.write_text(json.dumps(stale))
+    with speed.starting(settings) as phase:
+        phase("profile preload")
+        first = streaming.read_progress(settings)
+        time.sleep(0.3)
+        later = streaming.read_progress(settings)
+        phase(None)
+    assert first["state"] == later["state"] == "starting"
+    assert later["phase"] == "profile preload" and later["batches"] == [1]
+    assert streaming.heartbeat_age(later) < 5
+    assert later["heartbeat_at"] > first["heartbeat_at"]
+    assert 0 <= streaming.starting_for(later) < 5
+    # once the query reports for itself, the start-up thread writes nothing more
+    path.write_text(json.dumps({**later, "state": "running"}))
+    time.sleep(0.2)
+    assert streaming.read_progress(settings)["state"] == "running"
+
+
+def test_a_second_speed_layer_on_the_same_lake_is_refused_in_one_sentence(settings):
+    """The lock is the process's: taken again in the same process it is the same lock, taken
+    by another process it is refused, naming the holder."""
+    held = speed.hold_lock(settings)
+    assert speed.hold_lock(settings) is held
+    other = subprocess.run(
+        [sys.executable, "-c", HOLD_LOCK, str(settings.home)], capture_output=True, text=True
+    )
+    assert other.returncode == 1, other.stderr
+    assert other.stdout.startswith("A speed layer already runs on the lake")
+    assert f"pid {os.getpid()}" in other.stdout
+
+
+HOLD_LOCK = """
+import sys
+from orderlake.errors import OrderlakeError
+from orderlake.jobs import speed
+from orderlake.settings import Settings
+try:
+    speed.hold_lock(Settings(home=sys.argv[1]))
+except OrderlakeError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_the_app_id_is_the_checkpoints_own_query_id(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text('{"id":"9d1c6f2e-0000-4000-8000-000000000001"}')
+    assert speed.app_id(checkpoint) == "orderlake-speed-9d1c6f2e-0000-4000-8000-000000000001"
+    (checkpoint / "metadata").write_text('{"id": ')
+    with pytest.raises(OrderlakeError, match="query id cannot be read"):
+        speed.app_id(checkpoint)
