@@ -29,9 +29,16 @@ from confluent_kafka.admin import ConfigResource, NewTopic
 
 from orderlake import contracts
 from orderlake.cluster import kafka_acls, kafka_node, tls
-from orderlake.kafka_client import PLAINTEXT, KafkaAuth, describe_failure, librdkafka_config
+from orderlake.kafka_client import (
+    PLAINTEXT,
+    KafkaAuth,
+    describe_failure,
+    java_properties,
+    librdkafka_config,
+)
+from orderlake.private import write_private
 from orderlake.settings import Settings
-from orderlake.stack import kafka
+from orderlake.stack import jvm, kafka
 from orderlake.stack.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -390,6 +397,47 @@ def test_authorized_collector_writes_and_speed_reads(topics):
         topics, topics.auth("speed"), contracts.TOPIC_ACTIONS, "orderlake-speed-roundtrip", 20
     )
     assert sorted(values) == sorted(f"rt-{i}".encode() for i in range(20))
+
+
+JAVA_CLIENT = """\
+import java.io.FileReader;
+import java.util.Properties;
+import org.apache.kafka.clients.admin.Admin;
+
+public class JavaClientCheck {
+    public static void main(String[] args) throws Exception {
+        Properties props = new Properties();
+        try (FileReader reader = new FileReader(args[0])) { props.load(reader); }
+        try (Admin admin = Admin.create(props)) {
+            System.out.println("nodes=" + admin.describeCluster().nodes().get().size());
+            System.out.println("sees=" + admin.listTopics().names().get().contains(args[1]));
+        }
+    }
+}
+"""
+
+
+def test_java_client_settings_reach_the_cluster(topics, tmp_path):
+    """What Flume's sink and Spark's source will get: java_properties of the same KafkaAuth."""
+    props = {
+        **java_properties(topics.auth("speed")),
+        "bootstrap.servers": topics.bootstrap,
+        "request.timeout.ms": "20000",
+    }
+    config = tmp_path / "client.properties"
+    write_private(config, "".join(f"{k}={v}\n" for k, v in props.items()))
+    source = tmp_path / "JavaClientCheck.java"
+    source.write_text(JAVA_CLIENT)
+    done = subprocess.run(
+        [jvm.java_executable(), "-cp", jvm.classpath("kafka"), str(source), str(config)]
+        + [contracts.TOPIC_ACTIONS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "nodes=3" in done.stdout and "sees=true" in done.stdout, done.stdout
 
 
 def test_a_client_without_credentials_is_refused_in_one_sentence(topics):
