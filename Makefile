@@ -18,7 +18,8 @@ JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/t
 COMPOSE_CONFIG := tools/compose-config/compose-config
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest bench-speed bench-batch bench-airflow lint fmt typecheck clean
+        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak lint fmt \
+        typecheck clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -85,6 +86,12 @@ bench-batch: setup ## bronze load rate, silver+gold rebuild at 1 M and 10 M even
 
 bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps, on the embedded Airflow
 	$(PY) -m bench.airflow
+
+bench-warm-spark: setup ## batch steps and queries on the warm Spark vs a JVM each (BASE=rev before it)
+	$(PY) -m bench.warm_spark --base $${BASE:-2a31418}
+
+soak: setup ## every fault of the battery at its soak count (about 1.5 h); bench/results/soak.md
+	$(PY) -m bench.soak
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check include tests dags streaming batch expectations bench

@@ -1,6 +1,6 @@
 """`orderlake`: the one command line of the platform.
 
-    orderlake up [--only C,..] | down | status [--json] | logs COMPONENT
+    orderlake up [--only C,..] | down | restart COMPONENT | status [--json] | logs COMPONENT
     orderlake batch bronze|silver|gold|all [--full] [--close-through DATE]
     orderlake replay --topic T --from TIME|OFFSETS --to TIME|OFFSETS [--layers ...]
     orderlake reconcile [--date DATE] | maintain [--optimize] [--vacuum]
@@ -46,6 +46,14 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
         print(f"orderlake stopped (ORDERLAKE_HOME={settings.home})")
     else:
         print(f"Nothing to stop: orderlake is not running under ORDERLAKE_HOME={settings.home}.")
+    return 0
+
+
+def cmd_restart(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.stack import platform
+
+    platform.restart(settings, args.component)
+    print(f"{args.component} restarted and ready")
     return 0
 
 
@@ -176,7 +184,11 @@ def _job_handler(name: str) -> Handler:
 
 
 # --- producers --------------------------------------------------------------------------------
-def _hosts(settings: Settings, count: int | None) -> list[str]:
+def _hosts(settings: Settings, count: int | None, named: list[str] | None = None) -> list[str]:
+    """The spool hosts to write: ``--host`` names (one host's own logs, as on a real host or
+    in `orderlake cluster exec host-1 -- ...`), else host-1..host-<count>."""
+    if named:
+        return list(dict.fromkeys(named))
     return [f"host-{i}" for i in range(1, (count or settings.hosts) + 1)]
 
 
@@ -187,7 +199,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
         settings.spool_dir,
         events=args.events,
         rate=args.rate,
-        hosts=_hosts(settings, args.hosts),
+        hosts=_hosts(settings, args.hosts, args.host),
         seed=args.seed,
         manifest_path=args.manifest,
         rotate_bytes=int(args.rotate_mb * 1024 * 1024) if args.rotate_mb else None,
@@ -211,7 +223,7 @@ def cmd_replay_tianchi(settings: Settings, args: argparse.Namespace) -> int:
         user_info=args.user_info,
         user_log=args.user_log,
         rate=args.rate,
-        hosts=_hosts(settings, args.hosts),
+        hosts=_hosts(settings, args.hosts, args.host),
         reject_path=args.rejects,
     )
     rejected = summary["rejected"]
@@ -250,6 +262,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = add("up", cmd_up, "Start the embedded platform (Kafka, Flume, ...) under supervision.")
     p.add_argument("--only", help="start only these components, e.g. kafka or kafka,flume")
     add("down", cmd_down, "Stop every orderlake process of this ORDERLAKE_HOME.")
+    p = add("restart", cmd_restart, "Restart one component and wait until it is ready.")
+    p.add_argument("component", help="e.g. spark, streaming, flume-edge-host-1")
     p = add("status", cmd_status, "Show each component's state, address and key numbers.")
     p.add_argument("--json", action="store_true", help="one JSON object keyed by component")
     p = add("logs", cmd_logs, "Print the end of one component's log.")
@@ -278,6 +292,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--events", type=positive_int, required=True, help="user actions to write")
     p.add_argument("--rate", type=non_negative_float, default=0, help="lines/s, 0 = unthrottled")
     p.add_argument("--hosts", type=positive_int, default=None, help="default ORDERLAKE_HOSTS")
+    p.add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--manifest", type=Path, default=None, help="manifest path (default: spool)")
     p.add_argument("--rotate-mb", type=non_negative_float, default=256, help="0 = never")
@@ -288,6 +303,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--user-log", type=Path, required=True)
     p.add_argument("--rate", type=non_negative_float, default=0, help="lines/s, 0 = unthrottled")
     p.add_argument("--hosts", type=positive_int, default=None)
+    p.add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
     p.add_argument("--rejects", type=Path, default=None, help="reject file (default: spool)")
     return parser
 

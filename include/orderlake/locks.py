@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
+import time
 from collections.abc import Iterator
 from typing import IO
 
@@ -39,21 +41,38 @@ class Held:
             self._handle = None
 
 
-def acquire(settings: Settings, name: str, wait: bool = False) -> Held:
-    """Take the lock `name`; fail with one sentence naming its holder if another process (or
-    another holder in this process) has it, or wait for it with ``wait=True``."""
+WAIT_TIMEOUT_S = 60 * 60.0  # a batch job waiting for another: longer than any one job here
+
+
+def acquire(
+    settings: Settings, name: str, wait: bool = False, timeout: float = WAIT_TIMEOUT_S
+) -> Held:
+    """Take the lock `name`. Held by another process (or another holder in this one): fail
+    with one sentence naming the holder, or with ``wait=True`` wait for it, saying once on
+    stderr whom it waits for, up to ``timeout`` seconds."""
     path = lock_path(settings, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")  # noqa: SIM115 - kept open: the open file is the lock
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise OrderlakeError(
-            f"Another orderlake job holds the {name} lock ({holder}); wait for it to finish."
-        ) from None
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            if not wait or time.monotonic() > deadline:
+                handle.close()
+                waited = f" after waiting {timeout / 60:.0f} min" if wait else ""
+                raise OrderlakeError(
+                    f"Another orderlake job holds the {name} lock ({holder}){waited}; wait for "
+                    "it to finish."
+                ) from None
+            if not said:
+                print(f"orderlake: waiting for the {name} lock ({holder})", file=sys.stderr)
+                said = True
+            time.sleep(0.5)
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
@@ -63,7 +82,9 @@ def acquire(settings: Settings, name: str, wait: bool = False) -> Held:
 
 @contextlib.contextmanager
 def exclusive(settings: Settings, name: str, wait: bool = False) -> Iterator[None]:
-    """Hold the lock `name` for the duration (see ``acquire``)."""
+    """Hold the lock `name` for the duration (see ``acquire``). Batch writers wait for each
+    other (``wait=True``): a job, a replay and a maintenance run started at the same moment run
+    one after the other."""
     held = acquire(settings, name, wait)
     try:
         yield

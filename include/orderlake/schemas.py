@@ -207,6 +207,9 @@ GOLD_DAILY = _struct(
     ("share", DoubleType(), False),  # of the day's orders
     ("final", BooleanType(), False),  # the day is closed: later data is not expected
     ("computed_at", TimestampType(), False),
+    # set when a final day's orders changed because data arrived after it was closed
+    ("restated_at", TimestampType(), True),
+    ("restated_reason", StringType(), True),
 )
 
 BATCH_RUNS = _struct(

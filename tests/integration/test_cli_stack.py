@@ -99,3 +99,13 @@ def test_the_spark_server_down_is_one_sentence_naming_the_component(tmp_path, co
     ), done.stderr
     assert "`orderlake up`" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_restart_brings_one_component_back_ready(platform):
+    before = platform.pid("flume-edge-host-2")
+    done = platform.cli("restart", "flume-edge-host-2")
+    assert "flume-edge-host-2 restarted and ready" in done.stdout
+    after = platform.status()["flume-edge-host-2"]
+    assert after["state"] == "RUNNING" and after["pid"] != before
+    unknown = platform.cli("restart", "spark", check=False)  # not part of this platform
+    assert unknown.returncode == 1 and "No running component is called 'spark'" in unknown.stderr

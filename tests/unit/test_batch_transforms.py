@@ -196,3 +196,43 @@ def test_parsed_rejects_topic_is_not_an_action(spark):
     # the rejects topic never feeds silver.user_actions: its envelopes are not actions
     parsed = parsing.parse_actions(kafka_rows(spark, contracts.TOPIC_REJECTS, [{"reason": "x"}]))
     assert parsed.where(F.col("reason").isNull()).count() == 0
+
+
+def gold_rows(spark, rows):
+    """(date, bracket, gender, orders, final, restated_at, reason) -> gold daily rows."""
+    return spark.createDataFrame(
+        [(d, b, g, n, 1.0, f, T0, at, why) for d, b, g, n, f, at, why in rows],
+        schemas.GOLD_DAILY,
+    )
+
+
+def test_a_final_day_that_changes_is_restated_with_its_reason(spark):
+    d1, d2, d3 = date(2015, 11, 9), date(2015, 11, 10), date(2015, 11, 11)
+    earlier = datetime(2015, 11, 20, tzinfo=UTC)
+    previous = gold_rows(
+        spark,
+        [
+            (d1, "18-24", "male", 5, True, None, None),  # final; a late purchase arrives
+            (d2, "18-24", "male", 5, True, earlier, "restated before"),  # final, unchanged now
+            (d3, "18-24", "male", 5, False, None, None),  # not final: changes are expected
+        ],
+    )
+    new = gold_rows(
+        spark,
+        [
+            (d1, "18-24", "male", 5, True, None, None),
+            (d1, "25-29", "female", 1, True, None, None),
+            (d2, "18-24", "male", 5, True, None, None),
+            (d3, "18-24", "male", 7, False, None, None),
+        ],
+    )
+    at = datetime(2015, 12, 1, tzinfo=UTC)
+    rows = gold.with_restatements(new, previous, F.lit(at)).collect()
+    got = {
+        (r["event_date"], r["age_bracket"]): (r["restated_at"], r["restated_reason"]) for r in rows
+    }
+    reason = "recomputed after the day was final: 5 -> 6 orders (data that arrived late)"
+    assert got[(d1, "18-24")] == got[(d1, "25-29")] == (at.replace(tzinfo=None), reason)
+    assert got[(d2, "18-24")] == (earlier.replace(tzinfo=None), "restated before")
+    assert got[(d3, "18-24")] == (None, None)
+    assert len(rows) == 4

@@ -309,7 +309,13 @@ def build_gold(
     if affected:
         dated = actions.where(F.col("event_date").isin(sorted(affected)))
         users = lake.read(spark, settings, SILVER_USERS.name)
-        rows = gold_t.daily_orders(dated, users, closed)
+        previous = lake.read(spark, settings, GOLD_DAILY_TABLE.name).where(
+            F.col("event_date").isin(sorted(affected))
+        )
+        # gold is read and overwritten: materialize first
+        rows = lake.detached(
+            gold_t.with_restatements(gold_t.daily_orders(dated, users, closed), previous)
+        )
         in_list = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(affected))
         lake.overwrite(rows, settings, GOLD_DAILY_TABLE.name, f"event_date IN ({in_list})")
     run = {
@@ -377,7 +383,7 @@ def shortcut(settings: Settings, args: argparse.Namespace) -> list[dict] | None:
 def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> Iterator[dict]:
     """The layers asked for, in order, under the batch lock; one summary per layer."""
     layers = _layers(args)
-    with locks.exclusive(settings, locks.BATCH):
+    with locks.exclusive(settings, locks.BATCH, wait=True):
         ensure_tables(spark, settings)
         if "bronze" in layers:
             yield load_bronze(spark, settings)

@@ -5,7 +5,8 @@
 VACUUM deletes files no longer in a table's current version; a reader still on an older version
 would then fail. The guard refuses a VACUUM that could delete files someone may still read:
   - a retention shorter than ORDERLAKE_VACUUM_MIN_HOURS (default 168 h, Delta's own default);
-  - while a batch job or a replay runs (it may read older versions it started from);
+  - while a batch job or a replay runs (it may read older versions it started from): VACUUM
+    waits for the batch lock;
   - a retention younger than the oldest table version a recent reconciliation compared
     (ops.reconciliation rows of the last ORDERLAKE_PIN_DAYS days pin their versions).
 
@@ -90,11 +91,6 @@ def vacuum_guard(spark: SparkSession, settings: Settings, name: str, retain_hour
             f"{settings.vacuum_min_hours:g} h minimum (ORDERLAKE_VACUUM_MIN_HOURS) that protects "
             "readers of older versions."
         )
-    if not name.startswith("speed.") and locks.is_held(settings, locks.BATCH):
-        raise OrderlakeError(
-            f"Refusing to VACUUM {name}: a batch job or replay is running and may read older "
-            "versions; run maintenance when it has finished."
-        )
     pinned = pinned_since(spark, settings, name)
     if pinned is not None:
         age_hours = (datetime.now(UTC) - pinned).total_seconds() / 3600
@@ -114,7 +110,7 @@ def vacuum_table(spark: SparkSession, settings: Settings, name: str, hours: floa
 
 def optimize(spark: SparkSession, settings: Settings) -> list[dict]:
     """Compact every table: the batch tables under the batch lock, then the speed tables."""
-    with locks.exclusive(settings, locks.BATCH):
+    with locks.exclusive(settings, locks.BATCH, wait=True):
         done = optimize_tables(spark, settings, batch_tables(settings))
     return done + maintain_speed(spark, settings, {"optimize": True})
 
@@ -124,8 +120,9 @@ def vacuum(spark: SparkSession, settings: Settings, retain_hours: float | None =
     hours = settings.vacuum_min_hours if retain_hours is None else retain_hours
     done = []
     for name in batch_tables(settings):
-        vacuum_guard(spark, settings, name, hours)
-        with locks.exclusive(settings, locks.BATCH):
+        # under the lock: no batch job or replay reads older versions meanwhile
+        with locks.exclusive(settings, locks.BATCH, wait=True):
+            vacuum_guard(spark, settings, name, hours)
             done.append(vacuum_table(spark, settings, name, hours))
     return done + maintain_speed(spark, settings, {"vacuum": True, "retain_hours": hours})
 

@@ -383,10 +383,10 @@ def check_speed_vs_batch(
     gold_rows = lake.read(spark, settings, GOLD_DAILY_TABLE.name).where(F.col("final"))
     if day is not None:
         gold_rows = gold_rows.where(F.col("event_date") == F.lit(day))
-    gold = {
-        Bucket(r["event_date"], r["age_bracket"], r["gender"]): r["orders"]
-        for r in gold_rows.collect()
-    }
+    collected = gold_rows.collect()
+    gold = {Bucket(r["event_date"], r["age_bracket"], r["gender"]): r["orders"] for r in collected}
+    # a final day gold recomputed because data arrived late says so on each of its rows
+    restated = {r["event_date"]: r["restated_reason"] for r in collected if r["restated_reason"]}
     days = sorted({b.event_date for b in gold})
     if not days:
         return [
@@ -486,7 +486,11 @@ def check_speed_vs_batch(
         Bucket(r["event_date"], r["age_bracket"], r["gender"]): r["count"]
         for r in speed_rows.groupBy("event_date", "age_bracket", "gender").count().collect()
     }
-    return bucket_findings(gold, speed, {b: dict(c) for b, c in causes.items()})
+    findings = bucket_findings(gold, speed, {b: dict(c) for b, c in causes.items()})
+    for finding in findings:
+        if finding.event_date in restated:
+            finding.detail["restated"] = restated[finding.event_date]
+    return findings
 
 
 def _speed_processed_offsets(settings: Settings) -> dict[int, int]:
@@ -512,7 +516,7 @@ def reconcile(spark: SparkSession, settings: Settings, day: date | None = None) 
     raise CheckFailed naming every failed scope (after writing them)."""
     run_id = str(uuid.uuid4())
     checked_at = datetime.now(UTC)
-    with locks.exclusive(settings, locks.BATCH):
+    with locks.exclusive(settings, locks.BATCH, wait=True):
         batch.ensure_tables(spark, settings)
         versions = table_versions(settings)
         findings = (

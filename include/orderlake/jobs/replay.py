@@ -144,7 +144,7 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
     validate(request)
     started = datetime.now(UTC)
     ranges = resolve(request, settings.bootstrap)
-    with locks.exclusive(settings, locks.BATCH):
+    with locks.exclusive(settings, locks.BATCH, wait=True):
         batch.ensure_tables(spark, settings)
         plan = {(request.topic, p): bounds for p, bounds in ranges.items() if bounds[1] > bounds[0]}
         records = 0

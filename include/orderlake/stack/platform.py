@@ -293,6 +293,27 @@ def down(settings: Settings) -> bool:
     return True
 
 
+def restart(settings: Settings, name: str) -> None:
+    """Stop and start one component's programs (the warm Spark after a heap change, an agent
+    after a configuration change) and wait until it is ready again."""
+    sup = Supervisor(settings)
+    if not sup.is_running():
+        raise OrderlakeError(
+            f"orderlake is not running under ORDERLAKE_HOME={settings.home}; `orderlake up` "
+            "starts it."
+        )
+    part = next((p for p in components(settings) if p.name == name), None)
+    known = sup.processes()
+    if part is None or not set(part.supervised) <= set(known):
+        names = ", ".join(p.name for p in components(settings) if set(p.supervised) <= set(known))
+        raise OrderlakeError(f"No running component is called {name!r}; known: {names}.")
+    for program in reversed(part.supervised):
+        sup.stop(program)
+    for program in part.supervised:
+        sup.start(program)
+    part.ready()
+
+
 def status(settings: Settings) -> dict:
     """{component: {state, pid, address fields, metrics, log}} for every known component."""
     sup = Supervisor(settings)
