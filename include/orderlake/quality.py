@@ -38,7 +38,7 @@ from great_expectations.data_context.types.resource_identifiers import Expectati
 from pyspark.sql import DataFrame, SparkSession
 
 from orderlake import lake, locks, schemas
-from orderlake.errors import CheckFailed, UsageError
+from orderlake.errors import CheckFailed, OrderlakeError, UsageError
 from orderlake.settings import PROJECT_ROOT, Settings
 
 NAME = "validate"
@@ -170,7 +170,8 @@ def _checkpoint(context: Any, source: Any, suite: gx.ExpectationSuite) -> Any:
 # --- one suite ----------------------------------------------------------------------------------
 def _version(settings: Settings, name: str) -> int:
     version = lake.latest_version(settings, name)
-    assert version is not None  # the table exists: it has at least its creating commit
+    if version is None:  # validated tables exist, so they have at least their creating commit
+        raise OrderlakeError(f"{name} has no Delta commit to validate; run its batch job first.")
     return version
 
 

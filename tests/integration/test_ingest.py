@@ -112,7 +112,7 @@ def test_a_damaged_position_file_never_stops_an_edge_silently(
     # the agent has read something: its position file has entries to damage
     write_actions(settings, host, [f"before-{damage}-{time.time_ns()}"])
     deadline = time.monotonic() + 60
-    while not json.loads(path.read_text() or "[]") and time.monotonic() < deadline:
+    while not recorded_positions(path) and time.monotonic() < deadline:
         time.sleep(0.5)
     before = edge_status(platform, host).get("restarts") or 0
     supervisor.stop(name)
@@ -138,6 +138,14 @@ def test_a_damaged_position_file_never_stops_an_edge_silently(
         assert "position file" in health["last_reason"], health
         assert list(path.parent.glob("taildir-position.json.corrupt-*")), "kept for a look"
     assert edge.parse_positions(path.read_text())[1] == []  # loadable again
+
+
+def recorded_positions(path: Path) -> list:
+    """The agent's TAILDIR entries; none before it first writes the file."""
+    try:
+        return json.loads(path.read_text() or "[]")
+    except FileNotFoundError:
+        return []
 
 
 def test_a_frozen_source_is_restarted_with_its_reason(platform, kafka_tail):

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -336,5 +336,5 @@ def test_day_is_emitted_in_bounded_sorted_chunks(monkeypatch: pytest.MonkeyPatch
 
 
 def test_event_time_format() -> None:
-    assert event_time_iso(datetime(2015, 11, 11).date(), 36_000_123) == "2015-11-11T10:00:00.123Z"
-    assert event_time_iso(datetime(2015, 5, 11).date(), 86_399_999) == "2015-05-11T23:59:59.999Z"
+    assert event_time_iso(date(2015, 11, 11), 36_000_123) == "2015-11-11T10:00:00.123Z"
+    assert event_time_iso(date(2015, 5, 11), 86_399_999) == "2015-05-11T23:59:59.999Z"

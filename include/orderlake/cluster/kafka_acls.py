@@ -162,7 +162,8 @@ def ensure_users(
     if not users:
         return []
     futures = admin.describe_user_scram_credentials(list(users), request_timeout=TIMEOUT_S)
-    assert isinstance(futures, dict)  # one future per user when users are named
+    if not isinstance(futures, dict):  # one future per user whenever users are named
+        raise TypeError(f"describe_user_scram_credentials returned {type(futures).__name__}")
     missing = []
     for name, future in futures.items():
         try:

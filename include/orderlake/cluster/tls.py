@@ -40,8 +40,9 @@ VALIDITY_DAYS = 3650
 # EC keys: generated in milliseconds (RSA keys take seconds on a busy core), and every client
 # here (Java 17, librdkafka's OpenSSL) speaks ECDSA
 KEY_OPTIONS = ["-keyalg", "EC", "-groupname", "secp256r1", "-sigalg", "SHA256withECDSA"]
-PASSWORD_ENV = "ORDERLAKE_KEYTOOL_PASSWORD"
-CA_PASSWORD_ENV = "ORDERLAKE_KEYTOOL_CA_PASSWORD"
+# names of the variables that hand keytool its passwords (never on its command line)
+PASSWORD_ENV = "ORDERLAKE_KEYTOOL_PASSWORD"  # noqa: S105
+CA_PASSWORD_ENV = "ORDERLAKE_KEYTOOL_CA_PASSWORD"  # noqa: S105
 KEYTOOL_TIMEOUT_S = 120.0
 
 

@@ -289,8 +289,7 @@ class EdgeAgent:
         self.start_child()
         watch = Watch()
         while True:
-            assert self.child is not None
-            code = self.child.poll()
+            code = self.child.poll() if self.child is not None else None
             if code is not None:
                 if self.stopping:
                     return 0

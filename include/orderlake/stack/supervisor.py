@@ -46,7 +46,8 @@ def socket_path(settings: Settings) -> Path:
     path = settings.run_dir / "supervisor.sock"
     if len(str(path)) < 100:
         return path
-    digest = hashlib.sha1(str(settings.home.resolve()).encode()).hexdigest()[:12]
+    home = str(settings.home.resolve()).encode()
+    digest = hashlib.sha1(home, usedforsecurity=False).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"orderlake-{digest}.sock"
 
 
