@@ -18,7 +18,7 @@ JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/t
 COMPOSE_CONFIG := tools/compose-config/compose-config
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak lint fmt \
+        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak perf-doc lint fmt \
         typecheck clean
 
 help: ## list the targets
@@ -89,6 +89,9 @@ bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps
 
 bench-warm-spark: setup ## batch steps and queries on the warm Spark vs a JVM each (BASE=rev before it)
 	$(PY) -m bench.warm_spark --base $${BASE:-2a31418}
+
+perf-doc: setup ## docs/PERFORMANCE.md from bench/results/*.json (one current table per benchmark)
+	$(PY) -m bench.perf_doc
 
 soak: setup ## every fault of the battery at its soak count (about 1.5 h); bench/results/soak.md
 	$(PY) -m bench.soak

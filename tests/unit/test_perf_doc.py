@@ -1,0 +1,49 @@
+"""docs/PERFORMANCE.md is generated from bench/results and stays current; its readers pick the
+right figures from a benchmark's JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import perf_doc
+
+
+def test_the_checked_in_document_is_what_the_results_generate():
+    assert perf_doc.DOC.read_text() == perf_doc.render(), "run `make perf-doc`"
+
+
+def test_regenerating_from_the_same_results_gives_no_diff(tmp_path):
+    (tmp_path / "airflow.json").write_text(json.dumps(AIRFLOW))
+    assert perf_doc.render(tmp_path) == perf_doc.render(tmp_path)
+
+
+AIRFLOW = {
+    "measured_at": "2026-12-05T10:00:00+00:00",
+    "commit": "abcdef1234",
+    "machine": {"cpu_count": 2, "cpu_model": "Xeon", "ram_total_gib": 23.5},
+    "load_before": [0.5, 0.25, 0.125],
+    "events": 50000,
+    "rounds": [
+        {"bronze_asset_to_gold_s": 30.0, "durations_s": {"load_bronze": 5.0}},
+        {"bronze_asset_to_gold_s": 20.0, "durations_s": {"load_bronze": 7.0}},
+        {"bronze_asset_to_gold_s": 25.0, "durations_s": {"load_bronze": 6.0}},
+    ],
+}
+
+
+def test_a_table_carries_its_source_machine_load_and_medians(tmp_path):
+    (tmp_path / "airflow.json").write_text(json.dumps(AIRFLOW))
+    text = perf_doc.render(tmp_path)
+    assert "bench/results/airflow.json" in text
+    assert "Measured 2026-12-05T10:00:00+00:00 at abcdef1 on 2 cores" in text
+    assert "load average before: 0.5/0.2/0.1" in text
+    assert "| bronze asset -> gold updated | 25.0 |" in text
+    assert "| task load_bronze | 6.0 |" in text
+
+
+def test_a_results_file_of_another_shape_is_one_sentence(tmp_path):
+    (tmp_path / "airflow.json").write_text(json.dumps({"rounds": "not a list"}))
+    with pytest.raises(SystemExit, match="does not have the shape bench.perf_doc reads"):
+        perf_doc.render(tmp_path)
