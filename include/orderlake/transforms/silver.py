@@ -34,7 +34,8 @@ def unique_actions(parsed_actions: DataFrame) -> DataFrame:
 
 def edge_rejects(records: DataFrame, at: Column | None = None) -> DataFrame:
     """Kafka-shaped records of tmall.rejects (lines the Flume edge guard refused) -> quarantine
-    rows with reason ``edge_<guard reason>``: edge_oversize, edge_invalid_utf8, edge_missing_key.
+    rows with reason ``edge_<guard reason>``: edge_oversize, edge_invalid_utf8, edge_missing_key,
+    edge_duplicate_key (``key_name`` in the detail names the field given twice).
     """
     text = F.when(F.expr("is_valid_utf8(value)"), F.col("value").cast("string"))
     guard_reason = F.get_json_object(text, "$.reason")
@@ -44,6 +45,7 @@ def edge_rejects(records: DataFrame, at: Column | None = None) -> DataFrame:
             F.get_json_object(text, "$.file").alias("file"),
             F.get_json_object(text, "$.bytes").cast("long").alias("bytes"),
             F.get_json_object(text, "$.sha256").alias("sha256"),
+            F.get_json_object(text, "$.key_name").alias("key_name"),
         )
     )
     return records.select(

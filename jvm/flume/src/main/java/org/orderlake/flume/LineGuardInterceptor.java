@@ -29,7 +29,9 @@ import org.slf4j.LoggerFactory;
  * <p>Flume's Kafka sink retries a failed batch forever, so one line Kafka refuses wedges the whole
  * pipeline: a line larger than Kafka's maximum message size, or a line without a message key bound
  * for a compacted topic (Kafka refuses keyless records there). A line of invalid UTF-8 would
- * travel on as if it were an order. This interceptor replaces such a line by a small JSON envelope
+ * travel on as if it were an order, and a JSON object naming one field twice
+ * ({@code {"user_id":1,"user_id":2}}) would be read by Spark's JSON reader as whichever value it
+ * keeps: an ambiguous order must not count. This interceptor replaces such a line by a small JSON envelope
  * and routes it to a rejects topic through the {@code topic} header: the reason, the line's size
  * and SHA-256, the intended topic, the source file, and its first {@value #HEAD_BYTES} bytes in
  * base64 (the whole line when it is no longer). The envelope stays a few kilobytes whatever the
@@ -72,12 +74,15 @@ public final class LineGuardInterceptor implements Interceptor {
     byte[] body = event.getBody();
     Map<String, String> headers = event.getHeaders();
     String reason = null;
+    String repeated = null;
     if (body.length > maxBytes) {
       reason = "oversize";
     } else if (!isUtf8(body)) {
       reason = "invalid_utf8";
     } else if (keyRequiredTopics.contains(headers.get(topicHeader)) && headers.get("key") == null) {
       reason = "missing_key";
+    } else if ((repeated = repeatedKey(body)) != null) {
+      reason = "duplicate_key";
     }
     if (reason == null) {
       return event;
@@ -90,6 +95,9 @@ public final class LineGuardInterceptor implements Interceptor {
     envelope.addProperty("host", headers.get("host"));
     envelope.addProperty("file", headers.get("file"));
     envelope.addProperty("rejected_at_ms", System.currentTimeMillis());
+    if (repeated != null) {
+      envelope.addProperty("key_name", repeated);
+    }
     int head = Math.min(HEAD_BYTES, body.length);
     envelope.addProperty("sha256", sha256(body));
     envelope.addProperty("head_base64", Base64.getEncoder().encodeToString(
@@ -119,6 +127,49 @@ public final class LineGuardInterceptor implements Interceptor {
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException("every Java runtime has SHA-256", e);
     }
+  }
+
+  /**
+   * The first top-level key a JSON object line names twice, or null (also for a line that is not
+   * an object: the parse downstream names that). One linear pass over the bytes, tracking string
+   * and nesting state; keys compare as written (an escaped spelling of the same name is not
+   * caught, and no producer here writes one).
+   */
+  static String repeatedKey(byte[] body) {
+    int depth = 0;
+    Set<String> keys = null;
+    for (int i = 0; i < body.length; i++) {
+      byte b = body[i];
+      if (b == '"') {
+        int start = i + 1;
+        i = start;
+        while (i < body.length && body[i] != '"') {
+          i += body[i] == '\\' ? 2 : 1;
+        }
+        if (depth != 1) {
+          continue;
+        }
+        int j = i + 1;
+        while (j < body.length && (body[j] == ' ' || body[j] == '\t')) {
+          j++;
+        }
+        if (j < body.length && body[j] == ':') {
+          String key = new String(body, start, Math.min(i, body.length) - start,
+              StandardCharsets.UTF_8);
+          if (keys == null) {
+            keys = new HashSet<>();
+          }
+          if (!keys.add(key)) {
+            return key;
+          }
+        }
+      } else if (b == '{' || b == '[') {
+        depth++;
+      } else if (b == '}' || b == ']') {
+        depth--;
+      }
+    }
+    return null;
   }
 
   static boolean isUtf8(byte[] body) {

@@ -84,6 +84,33 @@ public class LineGuardInterceptorTest {
   }
 
   @Test
+  public void routesAnObjectNamingAFieldTwiceToRejectsWithTheName() {
+    Event out = guard.intercept(
+        line("{\"event_id\":\"a\",\"user_id\":1, \"user_id\" : 2}".getBytes(StandardCharsets.UTF_8)));
+    assertEquals("tmall.rejects", out.getHeaders().get("topic"));
+    JsonObject env = envelope(out);
+    assertEquals("duplicate_key", env.get("reason").getAsString());
+    assertEquals("user_id", env.get("key_name").getAsString());
+  }
+
+  @Test
+  public void repeatedKeysCountOnlyAtTheTopLevelAndOutsideStrings() {
+    String[] clean = {
+      "{\"a\":{\"x\":1},\"b\":{\"x\":2}}",  // the same name in two nested objects
+      "{\"a\":\"\\\"a\\\":\",\"b\":1}",  // a value that spells a key, escaped
+      "{\"a\":[\"a\",\"a\"]}",  // a name repeated as array values
+      "[\"a\",\"a\"]",  // not an object: the parse downstream names it
+      "not json at all \"a\":\"a\":",
+    };
+    for (String text : clean) {
+      byte[] body = text.getBytes(StandardCharsets.UTF_8);
+      assertEquals(text, null, LineGuardInterceptor.repeatedKey(body));
+    }
+    assertEquals("a", LineGuardInterceptor.repeatedKey(
+        "{\"a\":1,\"b\":{\"a\":2},\"a\":3}".getBytes(StandardCharsets.UTF_8)));
+  }
+
+  @Test
   public void routesKeylessLinesForCompactedTopicsToRejects() {
     Event keyless = line("{\"age_range\": 3}".getBytes(StandardCharsets.UTF_8));
     keyless.getHeaders().put("topic", "tmall.user_profiles");
