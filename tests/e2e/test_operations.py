@@ -1,18 +1,23 @@
 """A data engineer's operations on the running platform, through the real Airflow scheduler
 (the platform the main job left running): a replay with bad parameters, a valid replay,
-maintenance, a validation that must fail and a reconciliation that must name the bronze row
-deleted on purpose. Runs after test_main_job.py, on the lake it built."""
+maintenance, a validation that must fail, a task that fails once and succeeds on its retry,
+and a reconciliation that must name the bronze row deleted on purpose. Runs after
+test_main_job.py, on the lake it built."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from orderlake import contracts, lake
-from orderlake.stack import airflow
+from orderlake.stack import airflow, kafka
+from orderlake.stack.supervisor import Supervisor
+from tests.fixtures.stack import produce
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -102,6 +107,64 @@ def test_bad_rows_in_silver_fail_the_validation_task(spark, platform):
         assert "silver_user_actions" in result["logs"]
     finally:
         spark.sql(f"RESTORE TABLE delta.`{path}` TO VERSION AS OF {version}")
+
+
+def wait_for(probe, timeout: float):
+    """``probe()``'s first truthy answer within ``timeout`` seconds, else its last answer."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()) and time.monotonic() < deadline:
+        time.sleep(2)
+    return found
+
+
+def _runs_of(settings, dag_id: str, earlier: set[str], state: str) -> list[str]:
+    """Runs of ``dag_id`` started after ``earlier`` whose load_bronze task is in ``state``."""
+    return [
+        run["dag_run_id"]
+        for run in airflow.dag_runs(settings, dag_id)
+        if run["dag_run_id"] not in earlier
+        and airflow.task_states(settings, dag_id, run["dag_run_id"])
+        .get("load_bronze", {})
+        .get("state")
+        == state
+    ]
+
+
+def test_a_task_that_fails_once_succeeds_on_its_retry_with_exact_tables(spark, platform):
+    """The warm Spark is down when a bronze load starts: the first attempt fails in one sentence
+    naming the component, Airflow retries after the server is back, and bronze then holds every
+    Kafka record exactly once."""
+    settings = platform.settings
+    dag = "ingest_bronze"
+    earlier = {run["dag_run_id"] for run in airflow.dag_runs(settings, dag)}
+    Supervisor(settings).stop("spark")
+    try:
+        marker = f"retry-{time.time_ns()}"
+        produce(settings.bootstrap, contracts.TOPIC_ACTIONS, [f"{marker}-{i}" for i in range(500)])
+        mine = airflow.trigger(settings, dag)
+        # the first load to see the new records fails (ours, or a scheduled run just before it)
+        retrying = wait_for(lambda: _runs_of(settings, dag, earlier, "up_for_retry"), 300)
+        assert retrying, "no bronze load went up for retry while the Spark server was down"
+    finally:
+        platform.cli("restart", "spark", timeout=300)
+    assert airflow.wait_run(settings, dag, mine, 600)["state"] == "success"
+    for run_id in retrying:
+        result = airflow.wait_run(settings, dag, run_id, 600)
+        assert result["state"] == "success", result
+        task = result["tasks"]["load_bronze"]
+        assert task["try_number"] == 2, task
+        first = Path(task["log"]).with_name("attempt=1.log").read_text()
+        assert "The Spark server (component `spark`) does not answer" in first, first[-2000:]
+    bronze = table(spark, platform, "bronze.kafka_records")
+    held = {
+        (r["topic"], r["partition"]): (r["rows"], r["offsets"])
+        for r in bronze.groupBy("topic", "partition")
+        .agg(F.count("*").alias("rows"), F.countDistinct("offset").alias("offsets"))
+        .collect()
+    }
+    for (topic, part), (earliest, end) in kafka.watermarks(settings.bootstrap).items():
+        assert held.get((topic, part), (0, 0)) == (end - earliest, end - earliest), (topic, part)
+    assert bronze.where(bronze.value.cast("string").startswith(marker)).count() == 500
 
 
 def test_a_deleted_bronze_row_fails_reconciliation_naming_partition_and_offset(spark, platform):
