@@ -119,9 +119,12 @@ def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
 
 def _registered(spark: SparkSession) -> tuple[str, list[str]] | None:
     """(lake directory, table names) the catalog registered last, None when none."""
+    # asked first: a failed SELECT is logged by Spark as an ERROR with its stack trace
+    if not spark.catalog.tableExists(f"global_temp.{_MARKER}"):
+        return None
     try:
         row = spark.sql(f"SELECT lake, tables FROM global_temp.{_MARKER}").first()
-    except PySparkException:
+    except PySparkException:  # dropped in between by another session's registration
         return None
     return (row["lake"], [n for n in row["tables"].split(",") if n]) if row else None
 

@@ -146,7 +146,7 @@ LAG_SAMPLES = 10  # kept in ORDERLAKE_HOME/run/speed-lag-history.json
 GROWING_CHECKS = 3  # lag larger at each of this many consecutive checks = falling behind
 LAG_FLOOR = 10_000  # ... and above this many records (small lags come and go)
 # a start (JVM, profile preload after an outage) taking longer than this is hung
-STARTUP_LIMIT_S = 15 * 60
+STARTUP_LIMIT_S = 15 * 60  # the same limit as orderlake.stack.streaming.STARTUP_LIMIT_S
 
 
 @dataclass(frozen=True)

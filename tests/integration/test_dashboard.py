@@ -45,7 +45,7 @@ NOW = datetime(2015, 11, 12, 1, 0, 0)
 
 def gold_rows(day: date, counts: dict, final: bool) -> list[tuple]:
     total = sum(counts.values())
-    return [(day, b, g, n, n / total, final, NOW) for (b, g), n in counts.items()]
+    return [(day, b, g, n, n / total, final, NOW, None, None) for (b, g), n in counts.items()]
 
 
 def purchase_rows(day: date, counts: dict, batch_id: int, prefix: str) -> list[tuple]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orderlake import contracts
+from orderlake import contracts, procs
 from orderlake.stack import flume
 from orderlake.workload.spool import SpoolWriter, generations
 
@@ -148,13 +148,26 @@ def recorded_positions(path: Path) -> list:
         return []
 
 
+def running_agent(settings, host: str, timeout: float = 60) -> dict:
+    """The edge's health once its recorded JVM is alive (a restart may be under way)."""
+    from orderlake.stack import edge
+
+    deadline = time.monotonic() + timeout
+    while True:
+        health = edge.read_health(settings, host)
+        if health.get("pid") and procs.process_start(health["pid"]) is not None:
+            return health
+        assert time.monotonic() < deadline, f"no live agent JVM on {host}: {health}"
+        time.sleep(0.5)
+
+
 def test_a_frozen_source_is_restarted_with_its_reason(platform, kafka_tail):
     """Files grow, positions do not: a stopped (SIGSTOP) agent JVM is restarted by its
     watchdog, which says why in `status`, and nothing written meanwhile is lost."""
     from orderlake.stack import edge
 
     settings, host = platform.settings, "host-1"
-    health = edge.read_health(settings, host)
+    health = running_agent(settings, host)
     before, jvm = health.get("restarts") or 0, health["pid"]
     os.kill(jvm, signal.SIGSTOP)
     marker = f"frozen-{time.time_ns()}"

@@ -17,6 +17,8 @@ from orderlake.stack import kafka
 
 NAME = "streaming"
 STALE_AFTER_S = 60  # no progress or idle event for this long: the job is not healthy
+# a start (JVM, profile preload after an outage) taking longer than this is hung
+STARTUP_LIMIT_S = 15 * 60
 
 
 def progress_path(settings: Settings):
@@ -42,13 +44,18 @@ def starting_for(progress: dict) -> float | None:
     return time.time() - datetime.fromisoformat(progress["started_at"]).timestamp()
 
 
-def wait_ready(settings: Settings, timeout: float = 180) -> None:
-    """Wait until a query started after now reports (the file may hold a previous run's)."""
+def wait_ready(
+    settings: Settings, timeout: float = 180, startup_limit: float = STARTUP_LIMIT_S
+) -> None:
+    """Wait until a query started after now reports (the file may hold a previous run's).
+
+    Silence fails after ``timeout``; a job that keeps saying it is starting (a slow JVM on a
+    busy machine, a long profile preload) is given up to ``startup_limit``."""
     since = time.time()
-    deadline = since + timeout
-    while time.time() < deadline:
-        progress = read_progress(settings)
-        fresh = progress and datetime.fromisoformat(progress["heartbeat_at"]).timestamp() >= since
+    while True:
+        progress = read_progress(settings) or {}
+        beat = progress.get("heartbeat_at")
+        fresh = beat is not None and datetime.fromisoformat(beat).timestamp() >= since
         if fresh and progress.get("state") != "starting":
             if progress.get("state") == "terminated":
                 raise OrderlakeError(
@@ -56,11 +63,14 @@ def wait_ready(settings: Settings, timeout: float = 180) -> None:
                     f"{settings.logs_dir / (NAME + '.log')}."
                 )
             return
+        starting = fresh and heartbeat_age(progress) < STALE_AFTER_S
+        waited = time.time() - since
+        if waited > (startup_limit if starting else timeout):
+            what = "was still starting after" if starting else "did not report within"
+            raise OrderlakeError(
+                f"The speed layer {what} {waited:.0f} s; see {settings.logs_dir / (NAME + '.log')}."
+            )
         time.sleep(1)
-    raise OrderlakeError(
-        f"The speed layer did not report within {timeout:.0f} s; see "
-        f"{settings.logs_dir / (NAME + '.log')}."
-    )
 
 
 def lag(settings: Settings, processed: dict) -> dict[str, dict[int, int]]:
