@@ -151,7 +151,8 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
         added = 0
         dates: set = set()
         if plan:
-            load_id = lake.read(spark, settings, BRONZE_TABLE.name).agg(F.max("load_id")).first()[0]
+            bronze = lake.read(spark, settings, BRONZE_TABLE.name)
+            load_id = lake.one_row(bronze.agg(F.max("load_id")), "the newest bronze load")[0]
             raw = batch.read_kafka_range(spark, settings, plan)
             rows = bronze_t.to_bronze(raw, load_id or 0).persist()
             try:
