@@ -232,7 +232,7 @@ def layer_figures(reader: serving.LakeReader) -> dict:
         rows = []
         totals = {layer: sum(int(r["orders"]) for r in found) for layer, found in counts.items()}
         for label in labels:
-            row = {"label": label}
+            row: dict[str, str | int | float] = {"label": label}
             for layer, found in counts.items():
                 n = next((int(r["orders"]) for r in found if r["label"] == label), 0)
                 row[layer] = n

@@ -189,7 +189,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         else:
             lake.append(quarantined, settings, QUARANTINE_TABLE.name, txn)
         changed_users = _merge_users(spark, settings, parsing.latest_profiles(profiles), txn, full)
-        dates = set(dates) | _purchase_dates_of(spark, settings, changed_users)
+        affected = set(dates) | _purchase_dates_of(spark, settings, changed_users)
         counts = {
             "rows_in": new.count(),
             "valid": actions.where(F.col("reason").isNull()).count(),
@@ -208,7 +208,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         "run_id": str(uuid.uuid4()),
         "cursor_from": cursor_from,
         "cursor_to": cursor_to,
-        "affected_dates": sorted(dates),
+        "affected_dates": sorted(affected),
         "rows_in": counts["rows_in"],
         "rows_out": counts["rows_out"],
         "duplicates_removed": counts["valid"] - counts["rows_out"],
@@ -309,12 +309,12 @@ def build_gold(
     if affected:
         dated = actions.where(F.col("event_date").isin(sorted(affected)))
         users = lake.read(spark, settings, SILVER_USERS.name)
-        previous = lake.read(spark, settings, GOLD_DAILY_TABLE.name).where(
+        held = lake.read(spark, settings, GOLD_DAILY_TABLE.name).where(
             F.col("event_date").isin(sorted(affected))
         )
         # gold is read and overwritten: materialize first
         rows = lake.detached(
-            gold_t.with_restatements(gold_t.daily_orders(dated, users, closed), previous)
+            gold_t.with_restatements(gold_t.daily_orders(dated, users, closed), held)
         )
         in_list = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(affected))
         lake.overwrite(rows, settings, GOLD_DAILY_TABLE.name, f"event_date IN ({in_list})")

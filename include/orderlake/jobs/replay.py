@@ -19,7 +19,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import SparkSession
@@ -149,7 +149,7 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
         plan = {(request.topic, p): bounds for p, bounds in ranges.items() if bounds[1] > bounds[0]}
         records = 0
         added = 0
-        dates: set = set()
+        dates: set[date] = set()
         if plan:
             bronze = lake.read(spark, settings, BRONZE_TABLE.name)
             load_id = lake.one_row(bronze.agg(F.max("load_id")), "the newest bronze load")[0]
@@ -165,6 +165,8 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
                 rows.unpersist()
         if "gold" in request.layers and dates:
             batch.build_gold(spark, settings, dates=dates)
+        affected = sorted(dates)
+        finished = datetime.now(UTC)
         row = {
             "replay_id": str(uuid.uuid4()),
             "topic": request.topic,
@@ -174,17 +176,17 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
             "layers": ",".join(request.layers),
             "records": records,
             "bronze_rows_added": added,
-            "affected_dates": sorted(dates),
+            "affected_dates": affected,
             "status": "succeeded",
             "message": None,
             "started_at": started,
-            "finished_at": datetime.now(UTC),
+            "finished_at": finished,
         }
         lake.append(spark.createDataFrame([row], schemas.REPLAYS), settings, REPLAYS_TABLE.name)
     return {
         **row,
-        "affected_dates": [d.isoformat() for d in row["affected_dates"]],
-        "seconds": round((row["finished_at"] - started).total_seconds(), 2),
+        "affected_dates": [d.isoformat() for d in affected],
+        "seconds": round((finished - started).total_seconds(), 2),
     }
 
 
