@@ -48,8 +48,11 @@ def wait_ready(settings: Settings, timeout: float = 180) -> None:
     deadline = since + timeout
     while time.time() < deadline:
         progress = read_progress(settings)
-        fresh = progress and datetime.fromisoformat(progress["heartbeat_at"]).timestamp() >= since
-        if fresh and progress.get("state") != "starting":
+        if (
+            progress
+            and datetime.fromisoformat(progress["heartbeat_at"]).timestamp() >= since
+            and progress.get("state") != "starting"
+        ):
             if progress.get("state") == "terminated":
                 raise OrderlakeError(
                     f"The speed layer stopped at start ({progress.get('error')}); see "
