@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from confluent_kafka import Consumer, TopicPartition
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from orderlake import contracts, lake, locks, schemas
@@ -120,7 +120,16 @@ def resolve(request: ReplayRequest, bootstrap: str) -> dict[int, tuple[int, int]
     return ranges
 
 
-def _offsets(consumer, topic, partitions, marks, spec, name) -> dict[int, int]:
+def _offsets(
+    consumer: Consumer,
+    topic: str,
+    partitions: list[int],
+    marks: dict[int, tuple[int, int]],
+    spec: str,
+    name: str,
+) -> dict[int, int]:
+    """{partition: offset} of one end of the range from ``spec``, the value of the ``name``
+    option (--from or --to): one offset, P:O pairs or an ISO time."""
     spec = spec.strip()
     if spec.isdigit():
         return {p: int(spec) for p in partitions}
@@ -190,7 +199,7 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
     }
 
 
-def _merge_bronze(spark: SparkSession, settings: Settings, rows, topic: str) -> int:
+def _merge_bronze(spark: SparkSession, settings: Settings, rows: DataFrame, topic: str) -> int:
     """Insert the range's records bronze lacks; returns how many were inserted."""
     counts = lake.merge(
         spark,
@@ -203,7 +212,9 @@ def _merge_bronze(spark: SparkSession, settings: Settings, rows, topic: str) -> 
     return counts.get("num_inserted_rows", 0)
 
 
-def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -> set:
+def _rebuild_silver(
+    spark: SparkSession, settings: Settings, rows: DataFrame, topic: str
+) -> set[date]:
     """Rebuild the silver rows the range touches; returns the affected event dates."""
     records = bronze_t.as_kafka_records(rows)
     if topic == contracts.TOPIC_REJECTS:
@@ -245,7 +256,7 @@ def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -
         actions.unpersist()
 
 
-def _merge_quarantine(spark: SparkSession, settings: Settings, rows) -> None:
+def _merge_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame) -> None:
     lake.merge(
         spark,
         settings,
