@@ -73,6 +73,9 @@ test: setup ## run the whole test suite (unit, DAG, integration, end-to-end)
 test-unit: setup ## run only the fast unit tests
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+test-integration: setup ## run the integration and end-to-end tests (real broker, agents, Spark, Airflow)
+	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
 bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
 
 bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector

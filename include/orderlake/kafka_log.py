@@ -157,10 +157,13 @@ def _timestamps(bootstrap: str, offsets: Offsets, timeout: float) -> dict[tuple[
         deadline = time.monotonic() + timeout
         while len(found) < len(offsets) and time.monotonic() < deadline:
             for msg in consumer.consume(len(offsets) * 10, timeout=0.5):
-                key = (msg.topic(), msg.partition())
-                if msg.error() is None and key not in found:
-                    found[key] = msg.timestamp()[1]
-                    consumer.pause([TopicPartition(*key)])
+                topic, partition = msg.topic(), msg.partition()
+                # a record (no error) always names its topic and partition
+                if msg.error() is not None or topic is None or partition is None:
+                    continue
+                if (topic, partition) not in found:
+                    found[(topic, partition)] = msg.timestamp()[1]
+                    consumer.pause([TopicPartition(topic, partition)])
         return found
     finally:
         consumer.close()

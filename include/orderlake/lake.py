@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyspark.errors import PySparkException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
+from orderlake.errors import OrderlakeError
 from orderlake.schemas import TABLES, TableSpec
 from orderlake.settings import Settings
 from orderlake.transforms import gold as gold_transforms
@@ -189,7 +190,8 @@ def sql_name(settings: Settings, name: str) -> str:
 def _set_properties(spark: SparkSession, path: Path, wanted: dict[str, str]) -> None:
     """Give the table these TBLPROPERTIES, also when it was created without them (a commit
     only when one differs)."""
-    current = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["properties"]
+    detail = one_row(spark.sql(f"DESCRIBE DETAIL delta.`{path}`"), f"DESCRIBE DETAIL of {path}")
+    current = detail["properties"]
     if all(current.get(key) == value for key, value in wanted.items()):
         return
     assignments = ", ".join(f"'{key}' = '{value}'" for key, value in wanted.items())
@@ -256,6 +258,21 @@ def collected(df: DataFrame) -> list[tuple]:
     pickle round trip per row: 500,000 counted keys took seconds)."""
     table = df.toArrow()
     return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+
+def one_row(df: DataFrame, what: str) -> Row:
+    """The first row of a query that always returns one (an aggregate without GROUP BY,
+    DESCRIBE DETAIL, OPTIMIZE); ``what`` names the query in the error raised if it returned none.
+
+        cursor = one_row(bronze.agg(F.max("load_id")), "the newest bronze load")[0] or 0
+    """
+    row = df.first()
+    if row is None:
+        raise OrderlakeError(
+            f"Spark returned no row for {what}, a query that always returns one: "
+            "the session or the table is broken; see the Spark log."
+        )
+    return row
 
 
 def local_frame(spark: SparkSession, rows: list[tuple], schema: StructType) -> DataFrame:

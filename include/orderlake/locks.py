@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 from orderlake.errors import OrderlakeError
@@ -22,7 +23,7 @@ BATCH = "batch"  # every batch writer of the lake (jobs, replays, maintenance, `
 SPEED = "speed"  # the speed layer, one per lake: two would write the same speed tables
 
 
-def lock_path(settings: Settings, name: str):
+def lock_path(settings: Settings, name: str) -> Path:
     return settings.run_dir / "locks" / f"{name}.lock"
 
 

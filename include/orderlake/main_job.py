@@ -206,6 +206,11 @@ def wait_for_gold(settings: Settings, reader: serving.LakeReader, progress: Prog
 def _started(run: dict) -> datetime:
     """When an Airflow run started (or was queued, while it waits), as an aware datetime."""
     stamp = run.get("start_date") or run.get("queued_at") or run.get("run_after")
+    if stamp is None:
+        raise OrderlakeError(
+            f"Airflow's API returned run {run.get('dag_run_id')} with none of start_date, "
+            "queued_at and run_after; orderlake needs the Airflow 3 REST API (/api/v2)."
+        )
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
@@ -232,7 +237,7 @@ def layer_figures(reader: serving.LakeReader) -> dict:
         rows = []
         totals = {layer: sum(int(r["orders"]) for r in found) for layer, found in counts.items()}
         for label in labels:
-            row = {"label": label}
+            row: dict[str, str | int | float] = {"label": label}
             for layer, found in counts.items():
                 n = next((int(r["orders"]) for r in found if r["label"] == label), 0)
                 row[layer] = n

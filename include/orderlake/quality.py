@@ -247,7 +247,14 @@ def _page(context: Any, identifier: Any) -> str | None:
     return url.removeprefix("file://") if url else None
 
 
-def _summary(suite, versions, rows, failed, started, page) -> dict:
+def _summary(
+    suite: str,
+    versions: dict[str, int],
+    rows: list[dict],
+    failed: list[str],
+    started: float,
+    page: str | None,
+) -> dict:
     return {
         "suite": suite,
         "success": not failed,

@@ -28,6 +28,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, cast
 
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
@@ -202,11 +203,20 @@ def _sessions_dir(settings: Settings) -> Path:
     return settings.run_dir / "spark-sessions"
 
 
+class _ConnectSession(Protocol):
+    """What a Spark Connect session has beyond pyspark's classic SparkSession stub, the type
+    ``SparkSession.builder.remote(...).create()`` is declared to return."""
+
+    @property
+    def session_id(self) -> str: ...
+
+
 def _record_session(settings: Settings, spark: SparkSession, app_name: str) -> Path:
-    path = _sessions_dir(settings) / f"{spark.session_id}.json"
+    session_id = cast(_ConnectSession, spark).session_id  # a Connect session (``connect``)
+    path = _sessions_dir(settings) / f"{session_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
-        "session_id": spark.session_id,
+        "session_id": session_id,
         "pid": os.getpid(),
         "start": procs.process_start(os.getpid()),
         "host": socket.gethostname(),

@@ -146,7 +146,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
     previous = None if full else last_run(spark, settings, "silver")
     cursor_from = previous["cursor_to"] if previous else 0
     bronze = lake.read(spark, settings, BRONZE_TABLE.name)
-    cursor_to = bronze.agg(F.max("load_id")).first()[0] or 0
+    cursor_to = lake.one_row(bronze.agg(F.max("load_id")), "the newest bronze load")[0] or 0
     if cursor_to <= cursor_from:
         return {"layer": "silver", "records": 0, "affected_dates": []}
     new = bronze.where((F.col("load_id") > cursor_from) & (F.col("load_id") <= cursor_to))
@@ -189,7 +189,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         else:
             lake.append(quarantined, settings, QUARANTINE_TABLE.name, txn)
         changed_users = _merge_users(spark, settings, parsing.latest_profiles(profiles), txn, full)
-        dates = set(dates) | _purchase_dates_of(spark, settings, changed_users)
+        affected = set(dates) | _purchase_dates_of(spark, settings, changed_users)
         counts = {
             "rows_in": new.count(),
             "valid": actions.where(F.col("reason").isNull()).count(),
@@ -208,7 +208,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         "run_id": str(uuid.uuid4()),
         "cursor_from": cursor_from,
         "cursor_to": cursor_to,
-        "affected_dates": sorted(dates),
+        "affected_dates": sorted(affected),
         "rows_in": counts["rows_in"],
         "rows_out": counts["rows_out"],
         "duplicates_removed": counts["valid"] - counts["rows_out"],
@@ -282,7 +282,7 @@ def build_gold(
         F.col("layer") == "silver"
     )
     cursor_from = previous["cursor_to"] if previous else 0
-    cursor_to = silver_runs.agg(F.max("cursor_to")).first()[0] or 0
+    cursor_to = lake.one_row(silver_runs.agg(F.max("cursor_to")), "the newest silver run")[0] or 0
     actions = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
     closed = closing_date(spark, settings, previous, close_through)
     if full:
@@ -309,12 +309,12 @@ def build_gold(
     if affected:
         dated = actions.where(F.col("event_date").isin(sorted(affected)))
         users = lake.read(spark, settings, SILVER_USERS.name)
-        previous = lake.read(spark, settings, GOLD_DAILY_TABLE.name).where(
+        held = lake.read(spark, settings, GOLD_DAILY_TABLE.name).where(
             F.col("event_date").isin(sorted(affected))
         )
         # gold is read and overwritten: materialize first
         rows = lake.detached(
-            gold_t.with_restatements(gold_t.daily_orders(dated, users, closed), previous)
+            gold_t.with_restatements(gold_t.daily_orders(dated, users, closed), held)
         )
         in_list = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(affected))
         lake.overwrite(rows, settings, GOLD_DAILY_TABLE.name, f"event_date IN ({in_list})")
@@ -343,7 +343,8 @@ def closing_date(
 ) -> date | None:
     """The last final day: the latest of the previous run's, an explicit close (`--close-through`)
     and the last day the data has moved past by more than the allowed lateness."""
-    seen = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name).agg(F.max("event_time")).first()[0]
+    actions = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
+    seen = lake.one_row(actions.agg(F.max("event_time")), "the newest silver event")[0]
     automatic = None
     if seen is not None:
         automatic = (seen - timedelta(minutes=settings.lateness_minutes)).date() - timedelta(days=1)

@@ -52,7 +52,8 @@ def optimize_tables(spark: SparkSession, settings: Settings, names: list[str]) -
     """Compact small files of each table (the caller holds the tables' writer lock)."""
     results = []
     for name in names:
-        metrics = spark.sql(f"OPTIMIZE {lake.sql_name(settings, name)}").first()["metrics"]
+        optimized = spark.sql(f"OPTIMIZE {lake.sql_name(settings, name)}")
+        metrics = lake.one_row(optimized, f"OPTIMIZE {name}")["metrics"]
         results.append(
             {
                 "table": name,

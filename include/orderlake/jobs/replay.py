@@ -19,10 +19,10 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from confluent_kafka import Consumer, TopicPartition
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from orderlake import contracts, lake, locks, schemas
@@ -120,7 +120,16 @@ def resolve(request: ReplayRequest, bootstrap: str) -> dict[int, tuple[int, int]
     return ranges
 
 
-def _offsets(consumer, topic, partitions, marks, spec, name) -> dict[int, int]:
+def _offsets(
+    consumer: Consumer,
+    topic: str,
+    partitions: list[int],
+    marks: dict[int, tuple[int, int]],
+    spec: str,
+    name: str,
+) -> dict[int, int]:
+    """{partition: offset} of one end of the range from ``spec``, the value of the ``name``
+    option (--from or --to): one offset, P:O pairs or an ISO time."""
     spec = spec.strip()
     if spec.isdigit():
         return {p: int(spec) for p in partitions}
@@ -149,9 +158,10 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
         plan = {(request.topic, p): bounds for p, bounds in ranges.items() if bounds[1] > bounds[0]}
         records = 0
         added = 0
-        dates: set = set()
+        dates: set[date] = set()
         if plan:
-            load_id = lake.read(spark, settings, BRONZE_TABLE.name).agg(F.max("load_id")).first()[0]
+            bronze = lake.read(spark, settings, BRONZE_TABLE.name)
+            load_id = lake.one_row(bronze.agg(F.max("load_id")), "the newest bronze load")[0]
             raw = batch.read_kafka_range(spark, settings, plan)
             rows = bronze_t.to_bronze(raw, load_id or 0).persist()
             try:
@@ -164,6 +174,8 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
                 rows.unpersist()
         if "gold" in request.layers and dates:
             batch.build_gold(spark, settings, dates=dates)
+        affected = sorted(dates)
+        finished = datetime.now(UTC)
         row = {
             "replay_id": str(uuid.uuid4()),
             "topic": request.topic,
@@ -173,21 +185,21 @@ def replay(spark: SparkSession, settings: Settings, request: ReplayRequest) -> d
             "layers": ",".join(request.layers),
             "records": records,
             "bronze_rows_added": added,
-            "affected_dates": sorted(dates),
+            "affected_dates": affected,
             "status": "succeeded",
             "message": None,
             "started_at": started,
-            "finished_at": datetime.now(UTC),
+            "finished_at": finished,
         }
         lake.append(spark.createDataFrame([row], schemas.REPLAYS), settings, REPLAYS_TABLE.name)
     return {
         **row,
-        "affected_dates": [d.isoformat() for d in row["affected_dates"]],
-        "seconds": round((row["finished_at"] - started).total_seconds(), 2),
+        "affected_dates": [d.isoformat() for d in affected],
+        "seconds": round((finished - started).total_seconds(), 2),
     }
 
 
-def _merge_bronze(spark: SparkSession, settings: Settings, rows, topic: str) -> int:
+def _merge_bronze(spark: SparkSession, settings: Settings, rows: DataFrame, topic: str) -> int:
     """Insert the range's records bronze lacks; returns how many were inserted."""
     counts = lake.merge(
         spark,
@@ -200,7 +212,9 @@ def _merge_bronze(spark: SparkSession, settings: Settings, rows, topic: str) -> 
     return counts.get("num_inserted_rows", 0)
 
 
-def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -> set:
+def _rebuild_silver(
+    spark: SparkSession, settings: Settings, rows: DataFrame, topic: str
+) -> set[date]:
     """Rebuild the silver rows the range touches; returns the affected event dates."""
     records = bronze_t.as_kafka_records(rows)
     if topic == contracts.TOPIC_REJECTS:
@@ -242,7 +256,7 @@ def _rebuild_silver(spark: SparkSession, settings: Settings, rows, topic: str) -
         actions.unpersist()
 
 
-def _merge_quarantine(spark: SparkSession, settings: Settings, rows) -> None:
+def _merge_quarantine(spark: SparkSession, settings: Settings, rows: DataFrame) -> None:
     lake.merge(
         spark,
         settings,

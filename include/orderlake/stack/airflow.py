@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -299,7 +300,11 @@ def task_states(settings: Settings, dag_id: str, run_id: str) -> dict[str, dict]
 
 
 def wait_run(
-    settings: Settings, dag_id: str, run_id: str, timeout: float = 1200, waiting=None
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    timeout: float = 1200,
+    waiting: Callable[[str], None] | None = None,
 ) -> dict:
     """Wait until a run ends; returns {"state", "tasks"}. ``waiting(text)`` sees progress."""
     deadline = time.monotonic() + timeout

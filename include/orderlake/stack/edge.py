@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orderlake import contracts
 from orderlake.errors import OrderlakeError
@@ -156,7 +157,7 @@ def health_file(settings: Settings, agent: str) -> Path:
     return settings.run_dir / f"{flume.component_name(agent)}.health.json"
 
 
-def read_health(settings: Settings, agent: str) -> dict:
+def read_health(settings: Settings, agent: str) -> dict[str, Any]:
     try:
         return json.loads(health_file(settings, agent).read_text())
     except (OSError, ValueError):
@@ -208,7 +209,8 @@ class EdgeAgent:
         self.name = flume.component_name(agent)
         self.config = flume.write_config(settings, agent)
         self.child: subprocess.Popen | None = None
-        self.health = {"state": "starting", "restarts": 0, "reason": None}
+        # the JSON document of health_file, read back by `status` and the next wrapper
+        self.health: dict[str, Any] = {"state": "starting", "restarts": 0, "reason": None}
         self.health.update({k: v for k, v in read_health(settings, agent).items() if k in (
             "restarts", "last_restart_at", "last_reason")})  # fmt: skip
         self.stopping = False

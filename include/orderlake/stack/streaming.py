@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 from orderlake import contracts
 from orderlake.errors import OrderlakeError
@@ -21,7 +22,7 @@ STALE_AFTER_S = 60  # no progress or idle event for this long: the job is not he
 STARTUP_LIMIT_S = 15 * 60
 
 
-def progress_path(settings: Settings):
+def progress_path(settings: Settings) -> Path:
     return settings.run_dir / "speed-progress.json"
 
 

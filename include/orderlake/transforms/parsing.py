@@ -28,6 +28,7 @@ Reason codes (DESIGN.md section 3 contract):
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -80,6 +81,8 @@ PROFILE_COLUMNS = (*COORDINATES, *PROFILE_FIELDS, "reason", "detail")
 # (~0.7 s), which the speed layer would otherwise pay for each topic in every micro-batch. A
 # Column is an unresolved expression, valid for any DataFrame with the input's column names.
 Stages = tuple[tuple[Column, ...], ...]
+# builds a parse's stages for a reference time and the carried columns
+StageBuilder = Callable[[Column, tuple[str, ...]], Stages]
 
 
 def _project(records: DataFrame, stages: Stages) -> DataFrame:
@@ -88,13 +91,13 @@ def _project(records: DataFrame, stages: Stages) -> DataFrame:
     return records
 
 
-def _stages(build, now: Column | None, carry: tuple[str, ...]) -> Stages:
+def _stages(build: StageBuilder, now: Column | None, carry: tuple[str, ...]) -> Stages:
     """A parse's stages: cached for the default reference time, built anew for a given one."""
     return _default_stages(build, carry) if now is None else build(now, carry)
 
 
 @functools.cache
-def _default_stages(build, carry: tuple[str, ...]) -> Stages:
+def _default_stages(build: StageBuilder, carry: tuple[str, ...]) -> Stages:
     return build(_reference_now(), carry)
 
 
