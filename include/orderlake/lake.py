@@ -246,8 +246,8 @@ def detached(df: DataFrame) -> DataFrame:
     when the write replaces rows the input reads, and cheaper when the input reads Delta tables.
 
     A Delta write plans its input again; an input that still reads Delta tables would list
-    their files a second time (Delta's "Filtering files for query" jobs, about 0.7 s per
-    speed-layer micro-batch here). Blocks live on the executors until the DataFrame is
+    their files a second time (Delta's "Filtering files for query" jobs in every speed-layer
+    micro-batch). Blocks live on the executors until the DataFrame is
     garbage-collected in the driver.
     """
     return df.localCheckpoint()
@@ -277,7 +277,7 @@ def one_row(df: DataFrame, what: str) -> Row:
 
 def local_frame(spark: SparkSession, rows: list[tuple], schema: StructType) -> DataFrame:
     """A DataFrame of rows the driver holds, handed to Spark through Arrow: no Python worker
-    processes (createDataFrame of a list starts them: 0.5 s for 600 rows here)."""
+    processes (createDataFrame of a list starts them, which costs more than the rows)."""
     arrow_schema = to_arrow_schema(schema)
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
     arrays = [
@@ -311,7 +311,7 @@ def _clustered(df: DataFrame, name: str) -> DataFrame:
     for it (``cluster_writes``), so a write adds one file per partition rather than one per
     task and partition (16 x 186 event dates for a half-year replay into silver: thousands of
     tiny files that every later read lists and opens). Bronze does not: its Kafka-partition
-    tasks touch a few days each, and the shuffle made a 1 M-record load 1.4-1.9x slower."""
+    tasks touch a few days each, and the shuffle made its loads slower (bench/results/batch.md)."""
     spec = TABLES.get(name)
     if spec is None or not spec.cluster_writes:
         return df

@@ -132,13 +132,14 @@ SPEED_PURCHASES = _struct(
 )
 
 # The speed layer commits to its tables every few seconds. Delta writes a checkpoint of a table's
-# log every 10 commits by default, inside the commit: 1.7-2.0 s added to every tenth micro-batch
-# (a 2 s micro-batch of 10,000 records here), which set the p95 freshness. Every 100 commits
-# keeps the log short enough for readers (at most 99 JSON commits to replay).
+# log every 10 commits by default, inside the commit: every tenth micro-batch took about twice
+# as long, which set the p95 freshness. Every 100 commits keeps the log short enough for
+# readers (at most 99 JSON commits to replay).
 SPEED_TABLE_PROPERTIES = (("delta.checkpointInterval", "100"),)
 # Every profile the speed layer stored: a user's first and each newer one that changed it. Only
-# appended: a MERGE of changed profiles into a latest-per-user table cost 2-16 s of a
-# micro-batch live, an append about 0.3 s. The latest per user is the view speed.users.
+# appended: a MERGE of changed profiles into a latest-per-user table rewrites files and took
+# many times an append's time in a live micro-batch (bench/results/speed-profiles-ab.md). The
+# latest per user is the view speed.users.
 SPEED_USER_PROFILES = TableSpec(
     "speed.user_profiles",
     USERS,

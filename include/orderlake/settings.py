@@ -68,9 +68,9 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "1g"  # an in-process session of a tool or test
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
     # Kafka records a speed-layer micro-batch reads at most per topic: bounds its time and the
-    # driver's memory while catching up on a backlog. A micro-batch has a fixed cost of
-    # seconds: over a 1 M-record backlog 400,000 caught up 1.46x faster than 100,000
-    # (bench/results/speed-ab-max-offsets-400k); a live stream's micro-batches stay small
+    # driver's memory while catching up on a backlog. A micro-batch has a fixed cost, so
+    # bigger ones catch up faster (bench/results/speed-ab-max-offsets-400k); a live stream's
+    # micro-batches stay small
     speed_max_offsets_per_trigger: int = Field(default=400_000, ge=1)
     # keys of counted purchases the speed layer keeps in its driver's Python memory for
     # de-duplication (about 230 bytes each; 500,000 is ~14 minutes of purchases at 10,000

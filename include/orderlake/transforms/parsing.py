@@ -77,8 +77,8 @@ PROFILE_COLUMNS = (*COORDINATES, *PROFILE_FIELDS, "reason", "detail")
 
 
 # A parse is a fixed sequence of projections (one ``select`` each). Their columns are built once
-# per (topic kind, carried columns) and reused: building them costs ~6,000 calls into the JVM
-# (~0.7 s), which the speed layer would otherwise pay for each topic in every micro-batch. A
+# per (topic kind, carried columns) and reused: building them costs thousands of calls into the
+# JVM, which the speed layer would otherwise pay for each topic in every micro-batch. A
 # Column is an unresolved expression, valid for any DataFrame with the input's column names.
 Stages = tuple[tuple[Column, ...], ...]
 # builds a parse's stages for a reference time and the carried columns
@@ -113,8 +113,8 @@ def _facts(fields: dict[str, str], now: Column, carry: tuple[str, ...]) -> Stage
 
     ``now`` (over the Kafka record's columns) becomes ``_now`` here, in the first projection:
     its wall-clock fallback is an interpreted expression, which makes Spark build each input
-    row of the projection it sits in; the Kafka record is such a row already (judged in the
-    checks' projection, it cost 0.1-0.2 s of a 400,000-record parse).
+    row of the projection it sits in; the Kafka record is such a row already
+    (bench/results/speed-ab-reference-time-400k).
     """
     text = F.col("value").cast("string")
     fast_schema = ", ".join(
@@ -209,8 +209,8 @@ def _first_failure(checks: list[tuple[Column, str, str | Column | None]]) -> Col
 
 def _envelope_checks() -> list[tuple[Column, str, str | Column | None]]:
     value = F.col("value")
-    # only a record the fast path refused can be empty: the blank test (a copy of every value)
-    # cost 0.15-0.2 s of a 400,000-record parse when it ran on all of them
+    # only a record the fast path refused can be empty: the blank test copies every value, so
+    # it runs on those alone (bench/results/speed-ab-blank-check-400k)
     empty = value.isNull() | (F.length(F.trim(value.cast("string"))) == 0)
     return [
         (F.col("_slow") & empty, "empty_record", None),
@@ -254,7 +254,7 @@ def _reference_now() -> Column:
     # speed and batch layers (and any replay) make the same decision for the same record.
     # Records without one are judged against the wall clock, read through reflect():
     # current_timestamp() becomes a literal inlined into the generated code, so every
-    # micro-batch compiled the whole parse anew (about 150 ms per parse here).
+    # micro-batch compiled the whole parse anew.
     wall_clock = F.expr(
         "timestamp_millis(CAST(reflect('java.lang.System', 'currentTimeMillis') AS BIGINT))"
     )
