@@ -16,9 +16,12 @@ JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/t
 # docker-compose.yaml read by compose's own loader (orderlake.cluster.compose); rebuilt when its
 # sources change, so the binary is its own stamp
 COMPOSE_CONFIG := tools/compose-config/compose-config
+# the secrets scanner, built from its module at a pinned version into tools/bin
+GITLEAKS := tools/bin/gitleaks
+GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak perf-doc lint fmt \
+        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
 help: ## list the targets
@@ -102,6 +105,14 @@ soak: setup ## every fault of the battery at its soak count (about 1.5 h); bench
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check include tests dags streaming batch expectations bench
 	$(VENV)/bin/ruff format --check include tests dags streaming batch expectations bench
+
+secrets-scan: $(GITLEAKS) ## gitleaks over every commit of the repository and the working tree
+	$(GITLEAKS) git --no-banner --redact .
+	$(GITLEAKS) dir --no-banner --redact .
+
+$(GITLEAKS):
+	@command -v go >/dev/null || { echo "Go 1.24 or newer is needed to build $@ (https://go.dev/dl/)"; exit 1; }
+	GOBIN=$(abspath tools/bin) go install $(GITLEAKS_MODULE)
 
 fmt: setup ## format the code
 	$(VENV)/bin/ruff format include tests dags streaming batch expectations bench
