@@ -36,12 +36,12 @@ def one_side() -> list[dict]:
     import time
 
     from orderlake import contracts, schemas
-    from orderlake.jobs import speed
+    from orderlake.jobs.speed import app, source, step
     from orderlake.settings import Settings
     from orderlake.spark import get_spark
 
     settings = Settings.from_env()
-    spark = get_spark(settings, "profiles-ab", conf=speed.SESSION_CONF)
+    spark = get_spark(settings, "profiles-ab", conf=app.SESSION_CONF)
     now = datetime.now(UTC).replace(tzinfo=None)
 
     def records(batch: int, users_before: int, new_users: int):
@@ -68,15 +68,14 @@ def one_side() -> list[dict]:
                 (contracts.TOPIC_ACTIONS, i % 3, batch * 100_000 + i, now, None, _json(value))
             )
         raw = spark.createDataFrame(rows, schemas.KAFKA_RECORD).repartition(4)
-        if hasattr(speed, "parse"):  # micro-batches receive parsed rows since f113d1a's child
-            topic = raw["topic"]
-            raw = speed.parse(
-                raw.where(topic == contracts.TOPIC_ACTIONS),
-                raw.where(topic == contracts.TOPIC_PROFILES),
-            )
-        return raw.localCheckpoint()
+        topic = raw["topic"]
+        parsed = source.parse(
+            raw.where(topic == contracts.TOPIC_ACTIONS),
+            raw.where(topic == contracts.TOPIC_PROFILES),
+        )
+        return parsed.localCheckpoint()
 
-    layer = speed.SpeedLayer(spark, settings, "profiles-ab")
+    layer = step.SpeedLayer(spark, settings, "profiles-ab")
     users, out = 0, []
     for batch in range(BATCHES):
         new = FIRST_USERS if batch == 0 else (NEW_USERS if batch % 2 else 0)

@@ -16,7 +16,7 @@ import sys
 import threading
 
 from orderlake.errors import OrderlakeError
-from orderlake.jobs import speed
+from orderlake.jobs.speed import app, progress
 from orderlake.settings import Settings
 from orderlake.spark import get_spark
 
@@ -27,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        speed.hold_lock(settings)  # before the JVM: a second speed layer fails at once
-        with speed.starting(settings) as phase:
+        app.hold_lock(settings)  # before the JVM: a second speed layer fails at once
+        with progress.starting(settings) as phase:
             phase("spark session")
-            conf = {**speed.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
+            conf = {**app.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
             spark = get_spark(settings, "orderlake-speed-layer", conf=conf)
-            query = speed.start(spark, settings, available_now=args.once, phase=phase)
+            query = app.start(spark, settings, available_now=args.once, phase=phase)
     except OrderlakeError as exc:
         print(f"speed layer: error: {exc}", file=sys.stderr)
         return exc.exit_code

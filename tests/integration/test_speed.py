@@ -1,5 +1,6 @@
 """The speed layer against a real Kafka broker, Spark and Delta (records produced straight to
-Kafka; Flume is tested elsewhere). Each test runs the query until it has read what is there."""
+Kafka; Flume is tested elsewhere), and on an injected source without a broker. Each test runs
+the query until it has read what is there."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import json
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
-from orderlake import lake, schemas
-from orderlake.jobs import speed
+from orderlake import contracts, lake, schemas
+from orderlake.jobs.speed import app, progress, source
 from orderlake.settings import Settings
 from orderlake.transforms import parsing
 from tests.fixtures.workload import expected_counts, generated_workload, send
@@ -31,7 +34,7 @@ def settings_for(kafka, tmp_path) -> Settings:
 
 
 def run_once(spark, settings: Settings):
-    query = speed.start(spark, settings, available_now=True)
+    query = app.start(spark, settings, available_now=True)
     query.awaitTermination()
     assert query.exception() is None
     return query
@@ -42,7 +45,7 @@ def progress_batches(settings: Settings, last_batch_id: int, timeout: float = 30
     has written the one with ``last_batch_id``."""
     deadline = time.monotonic() + timeout
     while True:
-        batches = json.loads(speed.progress_path(settings).read_text())["batches"]
+        batches = json.loads(progress.progress_path(settings).read_text())["batches"]
         if any(b["batch_id"] == last_batch_id for b in batches) or time.monotonic() > deadline:
             return batches
         time.sleep(0.5)
@@ -118,26 +121,75 @@ def test_speed_tables_write_a_log_checkpoint_every_100_commits_not_every_10(spar
     assert lake.latest_version(settings, schemas.SPEED_QUARANTINE.name) == version
 
 
-def test_a_lake_with_the_older_speed_users_table_keeps_its_profiles(spark, tmp_path):
-    """speed.users was a table before speed.user_profiles; the speed layer turns its rows into
-    the first stored versions and moves the old directory aside (the view takes the name)."""
+KAFKA_TS = datetime(2015, 11, 11, 9, 1)
+
+
+def record(topic: str, offset: int, value: dict | str) -> tuple:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return (topic, 0, offset, KAFKA_TS, None, text.encode())
+
+
+def purchase(event_id: str, user_id: int) -> dict:
+    return {
+        "event_id": event_id,
+        "user_id": user_id,
+        "item_id": 1,
+        "cat_id": 1,
+        "seller_id": 1,
+        "brand_id": None,
+        "action_type": contracts.ACTION_PURCHASE,
+        "event_time": "2015-11-11T09:00:30.000Z",
+    }
+
+
+def test_start_runs_the_speed_layer_on_an_injected_source(spark, tmp_path: Path):
+    """start() takes its source as an argument: a few Kafka-shaped records in Parquet files
+    run through the same query, micro-batch step and tables, with no broker."""
     settings = Settings(home=tmp_path / "home")
-    old = lake.table_path(settings, "speed.users")
-    when = datetime(2015, 11, 1)
-    rows = [(uid, 3, 1, "25-29", "female", when, "tmall.user_profiles", 0, uid) for uid in (1, 2)]
-    spark.createDataFrame(rows, schemas.USERS).write.format("delta").save(str(old))
-    lake.register_tables(spark, settings)  # as a session started on that lake registers it
-
-    layer = speed.SpeedLayer(spark, settings, "app")
-
-    assert not old.exists()
-    assert [p.name.split("-")[0] for p in (settings.lake_dir / "_retired").iterdir()] == [
-        "speed.users"
+    profiles_dir, actions_dir = tmp_path / "profiles", tmp_path / "actions"
+    profile = {"user_id": 1, "age_range": 3, "gender": 0, "updated_at": "2015-11-01T00:00:00Z"}
+    spark.createDataFrame(
+        [record(contracts.TOPIC_PROFILES, 0, profile)], schemas.KAFKA_RECORD
+    ).write.parquet(str(profiles_dir))
+    actions = [
+        record(contracts.TOPIC_ACTIONS, 0, purchase("e-1", 1)),
+        record(contracts.TOPIC_ACTIONS, 1, purchase("e-1", 1)),  # a duplicate: counted once
+        record(contracts.TOPIC_ACTIONS, 2, purchase("e-2", 2)),  # no profile: unknown
+        record(contracts.TOPIC_ACTIONS, 3, "not json"),
     ]
-    assert "speed.users" not in lake.discovered_tables(settings)
-    assert sorted(r["user_id"] for r in spark.table("speed.users").collect()) == [1, 2]
-    assert table(spark, settings, schemas.SPEED_USER_PROFILES).count() == 2
-    assert layer.users.rows.count() == 2
-    # a second start finds nothing to move
-    speed.SpeedLayer(spark, settings, "app")
-    assert table(spark, settings, schemas.SPEED_USER_PROFILES).count() == 2
+    spark.createDataFrame(actions, schemas.KAFKA_RECORD).write.parquet(str(actions_dir))
+
+    def files(session):
+        def read(directory: Path):
+            return session.readStream.schema(schemas.KAFKA_RECORD).parquet(str(directory))
+
+        return source.parse(read(actions_dir), read(profiles_dir))
+
+    query = app.start(spark, settings, available_now=True, source=files)
+    query.awaitTermination()
+    assert query.exception() is None
+
+    purchases = lake.read(spark, settings, schemas.SPEED_PURCHASES_TABLE.name)
+    counted = {
+        r["event_id"]: (r["age_bracket"], r["gender"], r["profile_found"])
+        for r in purchases.collect()
+    }
+    assert purchases.count() == 2
+    assert counted == {
+        "e-1": ("25-29", "female", True),
+        "e-2": (contracts.UNKNOWN, contracts.UNKNOWN, False),
+    }
+    quarantined = lake.read(spark, settings, schemas.SPEED_QUARANTINE.name)
+    assert [
+        r["offset"] for r in quarantined.where(F.col("value_text") == "not json").collect()
+    ] == [3]
+    # the listener writes the progress file asynchronously: wait for the query's end in it
+    deadline = time.monotonic() + 30
+    report = {}
+    while report.get("state") != "terminated" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        report = json.loads(progress.progress_path(settings).read_text())
+    assert report["state"] == "terminated"
+    assert report["profiles_preloaded"] == {"skipped": "the source is not Kafka"}
+    assert report["processed_offsets"] == {}  # no Kafka offsets to report
+    assert sum(b["purchases_counted"] for b in report["batches"]) == 2

@@ -14,7 +14,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from orderlake import contracts, lake, schemas
-from orderlake.jobs import speed
+from orderlake.jobs.speed import QUERY_NAME, app, progress, step
+from orderlake.jobs.speed.source import parse
 from orderlake.stack.kafka import watermarks
 from orderlake.transforms.parsing import REASONS
 from tests.fixtures.stack import produce, start_platform
@@ -180,7 +181,7 @@ def _late_profiles_move_purchases(spark, kafka, settings) -> None:
 
     # the profile arrives in a batch of a restarted query, which finds the waiting purchases
     # in the table ...
-    query = speed.start(spark, settings)
+    query = app.start(spark, settings)
     try:
         produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])
         query.processAllAvailable()
@@ -240,14 +241,14 @@ def test_profiles_in_kafka_when_the_query_starts_are_stored_before_any_purchase_
         purchases_path = lake.table_path(settings, schemas.SPEED_PURCHASES_TABLE.name)
         history = spark.sql(f"DESCRIBE HISTORY delta.`{purchases_path}`").collect()
         assert "MERGE" not in {r["operation"] for r in history}
-        progress = json.loads(speed.progress_path(settings).read_text())
-        assert progress["profiles_preloaded"]["users_stored"] == 21
+        report = json.loads(progress.progress_path(settings).read_text())
+        assert report["profiles_preloaded"]["users_stored"] == 21
         # the backlog did take several micro-batches: counted from the checkpoint, as the
         # listener may not have written the last ones when an availableNow query stops
-        commits = lake.checkpoint_path(settings, speed.QUERY_NAME) / "commits"
+        commits = lake.checkpoint_path(settings, QUERY_NAME) / "commits"
         assert len([f for f in commits.iterdir() if f.name.isdigit()]) >= 6
         # micro-batches whose profiles were all preloaded store none again
-        assert not [b for b in progress["batches"] if "users" in b["steps_ms"]]
+        assert not [b for b in report["batches"] if "users" in b["steps_ms"]]
 
         # purchases counted under unknown by one run move to their bucket when the next run
         # preloads the profile that came in between
@@ -314,7 +315,7 @@ def test_a_users_latest_profile_by_updated_at_wins_whatever_the_arrival_order(
         rows = rows.where(F.col("user_id") == uid).orderBy("updated_at").collect()
         return tuple((r["age_range"], r["gender"], r["updated_at"].day) for r in rows)
 
-    query = speed.start(spark, settings)
+    query = app.start(spark, settings)
     try:
         for batch, (age_range, day) in enumerate([(2, 1), (5, 5), (7, 3), (5, 5)]):
             produce(bootstrap, contracts.TOPIC_PROFILES, [profile(uid, age_range, 1, day)])
@@ -348,7 +349,7 @@ def test_a_duplicate_older_than_the_keys_kept_in_memory_is_found_in_the_table(
         return {**action(event_id, uid), "event_time": f"2015-11-12T09:{minute:02d}:30.000Z"}
 
     produce(bootstrap, contracts.TOPIC_PROFILES, [profile(uid, 4, 1)])
-    query = speed.start(spark, settings)
+    query = app.start(spark, settings)
     try:
         produce(bootstrap, contracts.TOPIC_ACTIONS, [purchase(f"k-{m}", m) for m in range(6)])
         query.processAllAvailable()
@@ -398,14 +399,14 @@ def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_
         )
 
     # the micro-batch's rows, fixed
-    records = speed.parse(
+    records = parse(
         topic(contracts.TOPIC_ACTIONS), topic(contracts.TOPIC_PROFILES)
     ).localCheckpoint()
     checkpoint = tmp_path / "checkpoint"  # as Spark leaves it at a query's first start
     checkpoint.mkdir()
     (checkpoint / "metadata").write_text('{"id":"c0ffee00-0000-4000-8000-000000000007"}')
-    app = speed.app_id(checkpoint)
-    assert app == "orderlake-speed-c0ffee00-0000-4000-8000-000000000007"
+    app_id = step.app_id(checkpoint)
+    assert app_id == "orderlake-speed-c0ffee00-0000-4000-8000-000000000007"
 
     def contents() -> dict[str, list[tuple]]:
         return {
@@ -413,7 +414,7 @@ def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_
             for spec in schemas.SPEED_TABLES
         }
 
-    layer = speed.SpeedLayer(spark, settings, app)
+    layer = step.SpeedLayer(spark, settings, app_id)
     layer.process_batch(records, 7)
     first = contents()
     assert set(orders_of(spark, settings, {"r-1", "r-2"}).values()) == {("25-29", "female", True)}
@@ -421,7 +422,7 @@ def test_a_micro_batch_run_again_after_its_commit_changes_no_table(spark, kafka_
     assert quarantined.where(F.col("value_text") == "not json").count() == 1
     layer.process_batch(records, 7)
     assert contents() == first
-    speed.SpeedLayer(spark, settings, app).process_batch(records, 7)  # a restarted process
+    step.SpeedLayer(spark, settings, app_id).process_batch(records, 7)  # a restarted process
     assert contents() == first
 
 
@@ -436,12 +437,12 @@ def test_a_new_checkpoint_writes_what_the_old_one_did_not(spark, kafka_only, tmp
     marker = f"checkpoint-{time.time_ns()}"
     produce(bootstrap, contracts.TOPIC_ACTIONS, [f"{marker} first, not json"])
     run_once(spark, settings)
-    checkpoint = lake.checkpoint_path(settings, speed.QUERY_NAME)
-    first_app = speed.app_id(checkpoint)
+    checkpoint = lake.checkpoint_path(settings, QUERY_NAME)
+    first_app = step.app_id(checkpoint)
     shutil.rmtree(checkpoint)
     produce(bootstrap, contracts.TOPIC_ACTIONS, [f"{marker} second, not json"])
     run_once(spark, settings)
-    assert speed.app_id(checkpoint) != first_app
+    assert step.app_id(checkpoint) != first_app
     quarantined = (
         table(spark, settings, schemas.SPEED_QUARANTINE)
         .where(F.col("value_text").startswith(marker))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orderlake.jobs.speed import CountedKeys
+from orderlake.jobs.speed.state import CountedKeys
 
 MINUTE = CountedKeys.MINUTE
 START = datetime(2015, 11, 11, 10, 0, tzinfo=UTC)

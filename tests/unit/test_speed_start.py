@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orderlake.errors import OrderlakeError
-from orderlake.jobs import speed
+from orderlake.jobs.speed import app, progress, step
 from orderlake.settings import Settings
 from orderlake.stack import streaming
 
@@ -24,12 +24,12 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_starting_beats_a_fresh_heartbeat_over_a_stale_one(settings, monkeypatch):
-    monkeypatch.setattr(speed, "STARTING_BEAT_S", 0.05)
-    path = speed.progress_path(settings)
+    monkeypatch.setattr(progress, "STARTING_BEAT_S", 0.05)
+    path = progress.progress_path(settings)
     path.parent.mkdir(parents=True)
     stale = {"state": "running", "heartbeat_at": "2026-01-01T00:00:00+00:00", "batches": [1]}
     path.write_text(json.dumps(stale))
-    with speed.starting(settings) as phase:
+    with progress.starting(settings) as phase:
         phase("profile preload")
         first = streaming.read_progress(settings)
         time.sleep(0.3)
@@ -49,8 +49,8 @@ def test_starting_beats_a_fresh_heartbeat_over_a_stale_one(settings, monkeypatch
 def test_a_second_speed_layer_on_the_same_lake_is_refused_in_one_sentence(settings):
     """The lock is the process's: taken again in the same process it is the same lock, taken
     by another process it is refused, naming the holder."""
-    held = speed.hold_lock(settings)
-    assert speed.hold_lock(settings) is held
+    held = app.hold_lock(settings)
+    assert app.hold_lock(settings) is held
     other = subprocess.run(
         [sys.executable, "-c", HOLD_LOCK, str(settings.home)], capture_output=True, text=True
     )
@@ -62,10 +62,10 @@ def test_a_second_speed_layer_on_the_same_lake_is_refused_in_one_sentence(settin
 HOLD_LOCK = """
 import sys
 from orderlake.errors import OrderlakeError
-from orderlake.jobs import speed
+from orderlake.jobs.speed import app
 from orderlake.settings import Settings
 try:
-    speed.hold_lock(Settings(home=sys.argv[1]))
+    app.hold_lock(Settings(home=sys.argv[1]))
 except OrderlakeError as exc:
     print(exc)
     sys.exit(1)
@@ -76,7 +76,7 @@ def test_the_app_id_is_the_checkpoints_own_query_id(tmp_path):
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     (checkpoint / "metadata").write_text('{"id":"9d1c6f2e-0000-4000-8000-000000000001"}')
-    assert speed.app_id(checkpoint) == "orderlake-speed-9d1c6f2e-0000-4000-8000-000000000001"
+    assert step.app_id(checkpoint) == "orderlake-speed-9d1c6f2e-0000-4000-8000-000000000001"
     (checkpoint / "metadata").write_text('{"id": ')
     with pytest.raises(OrderlakeError, match="query id cannot be read"):
-        speed.app_id(checkpoint)
+        step.app_id(checkpoint)
