@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from orderlake.jobs.reconcile import Bucket, bucket_findings, offset_ranges, partition_finding
+from orderlake.jobs.reconcile import (
+    Bucket,
+    bucket_findings,
+    offset_ranges,
+    partition_finding,
+    speed_vs_batch_causes,
+)
 
 D = date(2015, 11, 10)
 
@@ -91,3 +97,51 @@ def test_a_purchase_missing_from_speed_fails_and_is_named():
 def test_an_unexplained_count_difference_fails():
     findings = bucket_findings({F_25: 3}, {F_25: 2}, {})
     assert findings[0].status == "failed" and "difference 1" in findings[0].summary()
+
+
+def difference(kind, n, batch=None, speed=None, ids=()):
+    """A row of transforms.reconcile.differences_by_bucket."""
+    b, s = batch or Bucket(None, None, None), speed or Bucket(None, None, None)
+    return {
+        "kind": kind,
+        **dict(
+            zip(
+                ("b_date", "b_age", "b_gender"),
+                (b.event_date, b.age_bracket, b.gender),
+                strict=True,
+            )
+        ),
+        **dict(
+            zip(
+                ("s_date", "s_age", "s_gender"),
+                (s.event_date, s.age_bracket, s.gender),
+                strict=True,
+            )
+        ),
+        "n": n,
+        "event_ids": list(ids),
+    }
+
+
+def test_differences_become_causes_in_the_bucket_of_the_layer_that_has_them():
+    rows = [
+        difference("late_profile", 2, batch=F_25, speed=UNK),
+        difference("in_flight", 1, batch=F_25),
+        difference("speed_duplicate", 1, speed=UNK),
+        difference("missing", 1, batch=F_25, ids=["e9"]),
+        difference("extra", 1, speed=UNK, ids=["x1"]),
+    ]
+    assert speed_vs_batch_causes(rows) == {
+        F_25: {
+            "late_profile_in": 2,
+            "in_flight": 1,
+            "missing_in_speed": 1,
+            "missing_event_ids": ["e9"],
+        },
+        UNK: {
+            "late_profile_out": 2,
+            "speed_duplicate": 1,
+            "extra_in_speed": 1,
+            "extra_event_ids": ["x1"],
+        },
+    }

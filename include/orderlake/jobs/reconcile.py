@@ -52,6 +52,7 @@ from orderlake.schemas import (
 )
 from orderlake.settings import Settings
 from orderlake.stack import kafka
+from orderlake.transforms import reconcile as transforms
 
 NAME = "reconcile"
 SAMPLE = 20  # at most this many offsets / event ids named per finding
@@ -142,7 +143,7 @@ def partition_finding(
         # bronze started at Kafka's earliest offset; anything it lacks before `first` is a gap
         missing = ([(low, first - 1)] if first > low else []) + gaps
     pending = max(high - loaded_through, 0)
-    unexplained = {}
+    unexplained: dict[str, object] = {}
     if missing:
         unexplained["missing_offsets"] = [f"{a}" if a == b else f"{a}..{b}" for a, b in missing]
     if rows > distinct:
@@ -399,98 +400,53 @@ def check_speed_vs_batch(
                 event_date=day,
             )
         ]
-    users = lake.read(spark, settings, SILVER_USERS.name).select(
-        "user_id", F.col("age_bracket").alias("_b_age"), F.col("gender_label").alias("_b_gender")
-    )
-    batch_purchases = (
-        lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
-        .where(F.col("event_date").isin(days) & (F.col("action_type") == contracts.ACTION_PURCHASE))
-        .join(users, "user_id", "left")
-        .select(
-            "event_id",
-            F.col("event_date").alias("b_date"),
-            F.coalesce("_b_age", F.lit(contracts.UNKNOWN)).alias("b_age"),
-            F.coalesce("_b_gender", F.lit(contracts.UNKNOWN)).alias("b_gender"),
-            F.col("partition").alias("b_partition"),
-            F.col("offset").alias("b_offset"),
-        )
-    )
     speed_rows = lake.read(spark, settings, SPEED_PURCHASES_TABLE.name).where(
         F.col("event_date").isin(days)
     )
-    first = Window.partitionBy("event_id").orderBy("batch_id", "partition", "offset")
-    speed_ranked = speed_rows.select(
-        "event_id",
-        F.col("event_date").alias("s_date"),
-        F.col("age_bracket").alias("s_age"),
-        F.col("gender").alias("s_gender"),
-        "profile_found",
-        F.row_number().over(first).alias("rank"),
+    differences = transforms.speed_vs_batch(
+        lake.read(spark, settings, SILVER_ACTIONS_TABLE.name).where(F.col("event_date").isin(days)),
+        lake.read(spark, settings, SILVER_USERS.name),
+        speed_rows,
+        _speed_processed_offsets(settings),
     )
-    processed = _speed_processed_offsets(settings)
-    in_flight = F.lit(False)
-    for partition, offset in processed.items():
-        in_flight = in_flight | (
-            (F.col("b_partition") == partition) & (F.col("b_offset") >= offset)
-        )
-    joined = (
-        batch_purchases.join(speed_ranked.where(F.col("rank") == 1), "event_id", "full_outer")
-        .select(
-            "event_id",
-            "b_date",
-            "b_age",
-            "b_gender",
-            "s_date",
-            "s_age",
-            "s_gender",
-            "profile_found",
-            F.when(F.col("s_date").isNull(), F.when(in_flight, "in_flight").otherwise("missing"))
-            .when(F.col("b_date").isNull(), "extra")
-            .when(
-                (F.col("b_age") != F.col("s_age")) | (F.col("b_gender") != F.col("s_gender")),
-                F.when(F.col("profile_found"), "profile_changed").otherwise("late_profile"),
-            )
-            .otherwise("same")
-            .alias("kind"),
-        )
-        .where(F.col("kind") != "same")
-    )
-    causes: dict[Bucket, dict] = defaultdict(lambda: defaultdict(int))
-    for r in (
-        joined.groupBy("kind", "b_date", "b_age", "b_gender", "s_date", "s_age", "s_gender")
-        .agg(F.count("*").alias("n"), F.slice(F.collect_list("event_id"), 1, SAMPLE).alias("ids"))
-        .collect()
-    ):
-        kind = r["kind"]
-        if kind in ("late_profile", "profile_changed"):
-            causes[Bucket(r["b_date"], r["b_age"], r["b_gender"])][f"{kind}_in"] += r["n"]
-            causes[Bucket(r["s_date"], r["s_age"], r["s_gender"])][f"{kind}_out"] += r["n"]
-        elif kind == "in_flight":
-            causes[Bucket(r["b_date"], r["b_age"], r["b_gender"])]["in_flight"] += r["n"]
-        elif kind == "missing":
-            c = causes[Bucket(r["b_date"], r["b_age"], r["b_gender"])]
-            c["missing_in_speed"] += r["n"]
-            c.setdefault("missing_event_ids", []).extend(r["ids"])
-        else:
-            c = causes[Bucket(r["s_date"], r["s_age"], r["s_gender"])]
-            c["extra_in_speed"] += r["n"]
-            c.setdefault("extra_event_ids", []).extend(r["ids"])
-    for r in (
-        speed_ranked.where(F.col("rank") > 1)
-        .groupBy("s_date", "s_age", "s_gender")
-        .count()
-        .collect()
-    ):
-        causes[Bucket(r["s_date"], r["s_age"], r["s_gender"])]["speed_duplicate"] += r["count"]
+    causes = speed_vs_batch_causes(transforms.differences_by_bucket(differences, SAMPLE).collect())
     speed = {
         Bucket(r["event_date"], r["age_bracket"], r["gender"]): r["count"]
         for r in speed_rows.groupBy("event_date", "age_bracket", "gender").count().collect()
     }
-    findings = bucket_findings(gold, speed, {b: dict(c) for b, c in causes.items()})
+    findings = bucket_findings(gold, speed, causes)
     for finding in findings:
         if finding.event_date in restated:
             finding.detail["restated"] = restated[finding.event_date]
     return findings
+
+
+def speed_vs_batch_causes(rows: list) -> dict[Bucket, dict]:
+    """transforms.reconcile.differences_by_bucket's rows -> the causes bucket_findings takes:
+    a purchase in another bucket counts in where the batch layer has it and out where the speed
+    layer does; a missing, in-flight or duplicate purchase counts in the bucket of the layer
+    that has it, with sample event ids for what no cause explains."""
+    causes: dict[Bucket, dict] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        kind = r["kind"]
+        batch_bucket = Bucket(r["b_date"], r["b_age"], r["b_gender"])
+        speed_bucket = Bucket(r["s_date"], r["s_age"], r["s_gender"])
+        if kind in ("late_profile", "profile_changed"):
+            causes[batch_bucket][f"{kind}_in"] += r["n"]
+            causes[speed_bucket][f"{kind}_out"] += r["n"]
+        elif kind == "in_flight":
+            causes[batch_bucket]["in_flight"] += r["n"]
+        elif kind == "speed_duplicate":
+            causes[speed_bucket]["speed_duplicate"] += r["n"]
+        elif kind == "missing":
+            c = causes[batch_bucket]
+            c["missing_in_speed"] += r["n"]
+            c.setdefault("missing_event_ids", []).extend(r["event_ids"])
+        else:
+            c = causes[speed_bucket]
+            c["extra_in_speed"] += r["n"]
+            c.setdefault("extra_event_ids", []).extend(r["event_ids"])
+    return {b: dict(c) for b, c in causes.items()}
 
 
 def _speed_processed_offsets(settings: Settings) -> dict[int, int]:
