@@ -26,14 +26,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.batch import produce_lines, spool_files
-from bench.ingest import git, load_average, machine_info
+from bench.common import RESULTS_DIR, git, load_average, machine_info, write_results
 from bench.stack import running_platform
 from orderlake import contracts
-from orderlake.settings import PROJECT_ROOT
 from orderlake.stack import airflow
 from orderlake.workload.generator import generate_to_spool
-
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
 
 def at(stamp: str) -> float:
@@ -181,10 +178,8 @@ def main() -> int:
             doc["rounds"].append(one_round(platform, spool, args.events, number=i + 1))
             print(json.dumps(doc["rounds"][-1]), flush=True)
     doc["load_after"] = load_average()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "airflow.json").write_text(json.dumps(doc, indent=2))
     text = render(doc)
-    (RESULTS_DIR / "airflow.md").write_text(text + "\n")
+    write_results(RESULTS_DIR, "airflow", doc, text + "\n")
     print(text)
     return 0
 

@@ -34,13 +34,11 @@ import duckdb
 from confluent_kafka import Producer
 from deltalake import DeltaTable
 
-from bench.ingest import git, load_average, machine_info
+from bench.common import RESULTS_DIR, git, load_average, machine_info, write_results
 from bench.stack import ORDERLAKE, Platform, running_platform
 from orderlake import contracts, lake
-from orderlake.settings import PROJECT_ROOT
 from orderlake.workload.generator import generate_to_spool
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 NEW_DAY, SOURCE_DAY = "2015-11-12", "2015-11-10"
 
 
@@ -269,10 +267,8 @@ def main() -> int:
         doc["sizes"].append(bench_size(size))
         print(json.dumps(doc["sizes"][-1]), flush=True)
     doc["load_after"] = load_average()
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "batch.json").write_text(json.dumps(doc, indent=2))
     text = render(doc)
-    (RESULTS_DIR / "batch.md").write_text(text + "\n")
+    write_results(RESULTS_DIR, "batch", doc, text + "\n")
     print(text)
     return 0
 

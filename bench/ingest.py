@@ -31,7 +31,6 @@ import argparse
 import calendar
 import json
 import os
-import platform as py_platform
 import signal
 import subprocess
 import sys
@@ -45,12 +44,11 @@ import numpy as np
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
+from bench.common import RESULTS_DIR, format_loads, git, load_average, machine_info, write_results
 from bench.stack import Platform, running_platform
 from orderlake import contracts
-from orderlake.settings import PROJECT_ROOT
 from orderlake.stack import flume
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SUSTAINED_SHARE = 0.95  # achieved / offered
 BACKLOG_GROWTH_SHARE = 0.05  # backlog slope (events/s) in the second half / offered rate
 DRAIN_IDLE_S = 30.0  # after the generator ends: give up when nothing arrives for this long
@@ -81,35 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- machine ------------------------------------------------------------------------------------
-def machine_info() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "ram_total_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": py_platform.platform(),
-        "python": py_platform.python_version(),
-    }
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 # --- per-second samples of the processes and the Flume channels ---------------------------------
 class Sampler(threading.Thread):
     """Every second: CPU% (of one core) and RSS of each named process, whole-machine CPU and
@@ -480,8 +449,8 @@ def markdown(result: dict) -> str:
         f"Ingest, append -> visible in Kafka through {s['hosts']} Flume edge agents and the "
         f"collector (file channels); {result['timestamp']}, commit {result['git_commit']}, "
         f"{m['cpu_count']} cores, {m['ram_total_gib']} GiB RAM, load average (1/5/15 min) "
-        f"{_loads(result['load_average_before'])} before, "
-        f"{_loads(result['load_average_after'])} after; {s['seconds']:g} s measured per rate "
+        f"{format_loads(result['load_average_before'])} before, "
+        f"{format_loads(result['load_average_after'])} after; {s['seconds']:g} s measured per rate "
         f"after {s['warmup']:g} s warm-up.",
         *_caveats(result),
         "",
@@ -550,25 +519,10 @@ def _system_cell(system: dict) -> str:
     )
 
 
-def _loads(values: list[float]) -> str:
-    return "/".join(f"{v:.2f}" for v in values)
-
-
 def _profile_share(result: dict) -> float:
     steps = result["steps"]
     profiles = sum(s["profiles_written"] for s in steps)
     return profiles / max(1, profiles + sum(s["events_expected"] for s in steps))
-
-
-def write_results(result: dict, out: Path) -> tuple[Path, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "ingest.json", out / "ingest.md"
-    texts = {json_path: json.dumps(result, indent=2) + "\n", md_path: markdown(result)}
-    for path, text in texts.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    return json_path, md_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -618,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_sustained_lines_per_s": max_sustained(steps),
         "error": error,
     }
-    json_path, md_path = write_results(result, args.out)
+    json_path, md_path = write_results(args.out, "ingest", result, markdown(result))
     print()
     print(markdown(result))
     print(f"results: {json_path}, {md_path}")

@@ -24,14 +24,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.ingest import git, load_average, machine_info
-from bench.speed import median
+from bench.common import RESULTS_DIR, git, load_average, machine_info, median, write_results
 from bench.stack import running_platform
-from orderlake.settings import PROJECT_ROOT
 from tests.faults.battery import CASES, SOAK, Battery
 from tests.fixtures.stack import Platform
-
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,10 +107,8 @@ def render(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     doc = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(doc, indent=2, default=str))
     text = render(doc)
-    (args.out / "soak.md").write_text(text + "\n")
+    write_results(args.out, "soak", doc, text + "\n")
     print(text)
     return 0 if all(c["exact"] for c in doc["cases"]) else 1
 

@@ -22,7 +22,6 @@ Output: ``bench/results/speed-ab.json`` and ``speed-ab.md`` (also printed).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import tempfile
@@ -30,15 +29,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.batch import produce_lines, spool_files
-from bench.ingest import git, load_average, machine_info
-from bench.speed import STEP_NAMES, code_state, median, speed_counts, speed_layer_once
+from bench.common import (
+    RESULTS_DIR,
+    base_worktree,
+    code_state,
+    git,
+    load_average,
+    machine_info,
+    median,
+    write_results,
+)
+from bench.speed.monitor import STEP_NAMES
+from bench.speed.peer import speed_counts, speed_layer_once
 from bench.stack import Platform, running_platform
 from orderlake import contracts
 from orderlake.settings import PROJECT_ROOT
 from orderlake.spark import get_spark
 from orderlake.workload.generator import generate_to_spool
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 FIGURES = ("wall_s", "processing_s", "processing_records_per_s", "batch_duration_ms_p50")
 
 
@@ -55,20 +63,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     return p.parse_args(argv)
-
-
-def base_worktree(revision: str, where: Path) -> Path:
-    """A detached worktree of ``revision`` that uses this checkout's resolved jars."""
-    tree = where / "base"
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", "--force", str(tree), revision],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-    )
-    for target in sorted(PROJECT_ROOT.glob("jvm/*/target")):
-        (tree / target.relative_to(PROJECT_ROOT)).symlink_to(target)
-    return tree
 
 
 def produce_backlog(platform: Platform, events: int, spool: Path) -> dict:
@@ -187,10 +181,8 @@ def markdown(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     doc = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed-ab.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     text = markdown(doc)
-    (args.out / "speed-ab.md").write_text(text)
+    write_results(args.out, "speed-ab", doc, text)
     print(text)
     return 0
 

@@ -106,9 +106,7 @@ def summarize(batches: list[dict]) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from bench.ingest import git, load_average, machine_info
-    from bench.speed import code_state
-    from bench.speed_ab import base_worktree
+    from bench.common import base_worktree, code_state, git, load_average, machine_info
     from orderlake.settings import PROJECT_ROOT
 
     scratch = Path(tempfile.mkdtemp(prefix="orderlake-profiles-ab-"))
@@ -189,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.one_side:
         print(json.dumps(one_side(), default=str))
         return 0
+    from bench.common import write_results
+
     doc = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed-profiles-ab.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
     text = markdown(doc)
-    (args.out / "speed-profiles-ab.md").write_text(text)
+    write_results(args.out, "speed-profiles-ab", doc, text)
     print(text)
     return 0
 

@@ -21,7 +21,6 @@ Output: ``bench/results/warm-spark.json`` and ``warm-spark.md`` (also printed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -32,15 +31,20 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench.batch import produce_lines, spool_files
-from bench.ingest import git, load_average, machine_info
-from bench.speed import median
-from bench.speed_ab import base_worktree
+from bench.common import (
+    RESULTS_DIR,
+    base_worktree,
+    git,
+    load_average,
+    machine_info,
+    median,
+    write_results,
+)
 from bench.stack import Platform, running_platform
 from orderlake import contracts
 from orderlake.settings import PROJECT_ROOT
 from orderlake.workload.generator import generate_to_spool
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SOURCE_DAY = "2015-11-10"
 COUNT_SQL = "SELECT COUNT(*) FROM silver.user_actions"
 DUCKDB_COUNT = """
@@ -193,10 +197,8 @@ def render(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     doc = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "warm-spark.json").write_text(json.dumps(doc, indent=2))
     text = render(doc)
-    (args.out / "warm-spark.md").write_text(text + "\n")
+    write_results(args.out, "warm-spark", doc, text + "\n")
     print(text)
     return 0
 
