@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from orderlake.jobs.reconcile import (
+from orderlake.jobs.findings import (
     Bucket,
     bucket_findings,
     offset_ranges,
