@@ -25,10 +25,12 @@ failure or Ctrl-C:
    lag right after each commit > 5% of the offered rate = growing) and it caught up after the
    step; sustained = kept up, and the generator and Kafka received >= 95% of the offered rate.
 3. Peer. The supervised job is stopped; then over the same backlog (both topics from offset 0 to
-   their end offsets) a plain Python consumer (confluent-kafka, json.loads, dicts) counts
-   purchases per (minute, age bracket, gender), and streaming/speed_layer.py --once processes it
-   from scratch into a fresh ORDERLAKE_HOME. Records/s of both, their ratio, and the two sets
-   of counts compared bucket by bucket.
+   their end offsets, profiles included on both sides) a plain Python consumer (bench.speed.plain:
+   confluent-kafka, json.loads, dicts) counts purchases per (minute, age bracket, gender), and
+   streaming/speed_layer.py --once processes it from scratch into a fresh ORDERLAKE_HOME. Each
+   runs as a process of its own and is timed the same way, from its process start to its exit,
+   with the CPU seconds of its process tree: records/s of both and their ratio, next to each
+   side's CPU seconds per million records; the two sets of counts compared bucket by bucket.
 
 The machine is shared (CI, other engineers' platforms): core count, load averages and the CPU
 used by processes that are not ours are recorded with the results.

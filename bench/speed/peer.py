@@ -13,17 +13,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from bench.common import code_state, median, tree_cpu
 from bench.speed import PURCHASES, TOPICS
 from bench.speed.monitor import STEP_NAMES, ProgressCopy
 from bench.stack import Platform
-from orderlake import contracts, lake
+from orderlake import lake
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import kafka
 
@@ -33,91 +32,90 @@ if TYPE_CHECKING:
 ONCE_MAX_S = 1800.0  # the --once run over the backlog
 
 
-def _values(bootstrap: str, topic: str, ends: dict[int, int]):
-    """Yield lists of message values of ``topic`` from offset 0 up to ``ends`` (exclusive)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"orderlake-bench-peer-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    remaining = {p for p, end in ends.items() if end > 0}
-    consumer.assign([TopicPartition(topic, p, 0) for p in sorted(remaining)])
-    try:
-        while remaining:
-            values = []
-            for msg in consumer.consume(10_000, timeout=1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"{topic}: {err}")
-                    continue
-                if msg.offset() < ends[msg.partition()]:
-                    values.append(msg.value())
-                if msg.offset() >= ends[msg.partition()] - 1:
-                    remaining.discard(msg.partition())
-            yield values
-    finally:
-        consumer.close()
+CPU_SAMPLE_S = 0.5  # both peers' process trees are sampled this often
 
 
-def plain_consumer(bootstrap: str, ends: dict[str, dict[int, int]]) -> dict:
-    """Profiles into a dict, then actions: parse each JSON value, count purchases (deduplicated
-    by event_id) per (1-minute window, age bracket, gender)."""
-    started, cpu = time.perf_counter(), time.process_time()
-    profiles: dict[int, tuple[str, str, str]] = {}  # user_id -> (updated_at, bracket, gender)
-    n_profiles = n_actions = bad = duplicates = without_profile = 0
-    for values in _values(bootstrap, contracts.TOPIC_PROFILES, ends[contracts.TOPIC_PROFILES]):
-        for value in values:
-            n_profiles += 1
-            try:
-                p = json.loads(value)
-            except ValueError:
-                bad += 1
-                continue
-            known = profiles.get(p["user_id"])
-            if known is None or p["updated_at"] >= known[0]:
-                bracket = contracts.age_bracket(p.get("age_range"))
-                profiles[p["user_id"]] = (
-                    p["updated_at"],
-                    bracket,
-                    contracts.gender_label(p.get("gender")),
-                )
-    missing = ("", contracts.UNKNOWN, contracts.UNKNOWN)
-    seen: set[str] = set()
-    counts: Counter = Counter()
-    for values in _values(bootstrap, contracts.TOPIC_ACTIONS, ends[contracts.TOPIC_ACTIONS]):
-        for value in values:
-            n_actions += 1
-            try:
-                a = json.loads(value)
-            except ValueError:
-                bad += 1
-                continue
-            if a.get("action_type") != contracts.ACTION_PURCHASE:
-                continue
-            if a["event_id"] in seen:
-                duplicates += 1
-                continue
-            seen.add(a["event_id"])
-            found, bracket, gender = profiles.get(a["user_id"], missing)
-            without_profile += not found
-            counts[(a["event_time"][:16], bracket, gender)] += 1
-    seconds = time.perf_counter() - started
-    records = n_profiles + n_actions
+def run_timed(
+    name: str,
+    cmd: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log_path: Path,
+    while_running: Callable[[], None] | None = None,
+) -> dict:
+    """Run ``cmd`` as a process group of its own and time it from its start to its exit: wall
+    seconds, and the CPU seconds and largest RSS of its process tree, sampled every
+    CPU_SAMPLE_S (each process's last total counts: what a process uses in its last fraction
+    of a second is missed, a small share of a JVM's minutes). Raises with the log's tail if it
+    fails."""
+    cpu_by_pid: dict[int, float] = {}
+    rss_max = 0.0
+    with log_path.open("w") as log, ExitStack() as cleanup:
+        started = time.time()
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its JVM and workers: one group, stopped together
+        )
+        cleanup.callback(_stop_group, proc)
+        while proc.poll() is None:
+            if time.time() - started > ONCE_MAX_S:
+                raise TimeoutError(f"{name} still running after {ONCE_MAX_S:.0f} s")
+            if while_running is not None:
+                while_running()
+            rss_max = max(rss_max, tree_cpu(proc.pid, cpu_by_pid))
+            time.sleep(CPU_SAMPLE_S)
+        ended = time.time()
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{name} exited {proc.returncode}:\n{tail}")
     return {
-        "records": records,
-        "profiles": n_profiles,
-        "actions": n_actions,
-        "unparsable": bad,
-        "duplicate_purchases_skipped": duplicates,
-        "purchases_without_profile": without_profile,
-        "wall_s": round(seconds, 2),
-        "records_per_s": round(records / seconds, 1),
-        "cpu_s": round(time.process_time() - cpu, 2),
-        "counts": counts,
+        "started": started,
+        "wall_s": round(ended - started, 2),
+        "cpu_s": round(sum(cpu_by_pid.values()), 1),
+        "rss_mib_max": round(rss_max, 1),
+    }
+
+
+def per_million(seconds: float, records: int) -> float | None:
+    """Seconds per million records."""
+    return round(seconds * 1e6 / records, 2) if records else None
+
+
+def plain_consumer_process(bootstrap: str, ends: dict, scratch: Path) -> dict:
+    """bench.speed.plain as a process of its own over the backlog up to ``ends``, timed from
+    its start like speed_layer_once; ``counts`` as a Counter again."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = scratch / "plain.json"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT)]),
+    }
+    run = run_timed(
+        "the plain consumer (bench.speed.plain)",
+        [sys.executable, "-m", "bench.speed.plain", bootstrap, json.dumps(ends), str(out)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        log_path=scratch / "plain.log",
+    )
+    result = json.loads(out.read_text())
+    result["counts"] = Counter({tuple(row[:3]): row[3] for row in result["counts"]})
+    records = result["records"]
+    return {
+        **result,
+        "wall_s": run["wall_s"],
+        "records_per_s": round(records / run["wall_s"], 1),
+        "consume_records_per_s": round(records / result["consume_s"], 1),
+        # one process without children: its own rusage is exact, where sampling would miss
+        # up to CPU_SAMPLE_S of a run that lasts a few seconds on a small backlog
+        "cpu_s": result["cpu_s_self"],
+        "cpu_s_sampled": run["cpu_s"],
+        "cpu_s_per_million_records": per_million(result["cpu_s_self"], records),
+        "rss_mib_max": run["rss_mib_max"],
     }
 
 
@@ -135,31 +133,16 @@ def speed_layer_once(platform: Platform, home: Path, root: Path = PROJECT_ROOT) 
     }
     home.mkdir(parents=True)
     progress = ProgressCopy(home / "run" / "speed-progress.json")
-    log_path = home / "speed-once.log"
-    cpu_by_pid: dict[int, float] = {}
-    rss_max = 0.0
-    with log_path.open("w") as log, ExitStack() as cleanup:
-        started = time.time()
-        proc = subprocess.Popen(
-            [sys.executable, str(root / "streaming" / "speed_layer.py"), "--once"],
-            env=env,
-            cwd=root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its JVM and workers: one group, stopped together
-        )
-        cleanup.callback(_stop_group, proc)
-        while proc.poll() is None:
-            if time.time() - started > ONCE_MAX_S:
-                raise TimeoutError(f"speed_layer.py --once still running after {ONCE_MAX_S:.0f} s")
-            progress.poll()
-            rss_max = max(rss_max, tree_cpu(proc.pid, cpu_by_pid))
-            time.sleep(1.0)
-        ended = time.time()
+    run = run_timed(
+        "speed_layer.py --once",
+        [sys.executable, str(root / "streaming" / "speed_layer.py"), "--once"],
+        env=env,
+        cwd=root,
+        log_path=home / "speed-once.log",
+        while_running=progress.poll,
+    )
     progress.poll()
-    if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"speed_layer.py --once exited {proc.returncode}:\n{tail}")
+    started = run["started"]
     settings = platform.settings.model_copy(update={"home": home})
     batches = checkpoint_batches(lake.checkpoint_path(settings, "speed"))
     first, last = batches[0]["started"], batches[-1]["committed"]
@@ -169,8 +152,8 @@ def speed_layer_once(platform: Platform, home: Path, root: Path = PROJECT_ROOT) 
         "records": records,
         "batches": len(batches),
         "first_batch_id": batches[0]["batch_id"],  # > 0 if Spark purged old checkpoint files
-        "wall_s": round(ended - started, 2),
-        "records_per_s": round(records / (ended - started), 1),
+        "wall_s": run["wall_s"],
+        "records_per_s": round(records / run["wall_s"], 1),
         "startup_s": round(first - started, 2),
         "processing_s": round(last - first, 2),
         "processing_records_per_s": round(records / (last - first), 1),
@@ -181,8 +164,9 @@ def speed_layer_once(platform: Platform, home: Path, root: Path = PROJECT_ROOT) 
             name: median([b["steps_ms"][name] for b in reported if name in b.get("steps_ms", {})])
             for name in STEP_NAMES
         },
-        "cpu_s_approx": round(sum(cpu_by_pid.values()), 1),
-        "jvm_rss_mib_max": round(rss_max, 1),
+        "cpu_s": run["cpu_s"],
+        "cpu_s_per_million_records": per_million(run["cpu_s"], records),
+        "rss_mib_max": run["rss_mib_max"],
     }
 
 
@@ -279,9 +263,9 @@ def run_peer(bench: Bench) -> dict:
     code = code_state()
     ends = kafka.end_offsets(settings.bootstrap, TOPICS)
     print(f"peer: backlog {sum(sum(p.values()) for p in ends.values()):,} records", flush=True)
-    plain = plain_consumer(settings.bootstrap, ends)
-    print(f"  plain consumer: {plain['records_per_s']:,.0f} records/s", flush=True)
     home = settings.home.parent / "once-home"
+    plain = plain_consumer_process(settings.bootstrap, ends, settings.home.parent / "plain")
+    print(f"  plain consumer: {plain['records_per_s']:,.0f} records/s", flush=True)
     once = speed_layer_once(bench.platform, home)
     print(f"  speed layer --once: {once['records_per_s']:,.0f} records/s", flush=True)
     once_settings = settings.model_copy(update={"home": home})
@@ -292,9 +276,17 @@ def run_peer(bench: Bench) -> dict:
         "end_offsets_unchanged": kafka.end_offsets(settings.bootstrap, TOPICS) == ends,
         "plain_consumer": plain,
         "speed_layer_once": once,
+        # the same records on both sides (both topics from offset 0), each timed from its
+        # process start: the headline ratio, with each side's CPU per million records
+        "same_records": plain["records"] == once["records"],
         "ratio_speed_over_plain": round(once["records_per_s"] / plain["records_per_s"], 3),
+        "cpu_per_million_ratio_speed_over_plain": _ratio(
+            once["cpu_s_per_million_records"], plain["cpu_s_per_million_records"]
+        ),
+        # and both without their start-up: the speed layer from its first trigger to its last
+        # commit, the plain consumer from its first poll to its last record
         "ratio_speed_processing_over_plain": round(
-            once["processing_records_per_s"] / plain["records_per_s"], 3
+            once["processing_records_per_s"] / plain["consume_records_per_s"], 3
         ),
         "counts_vs_once_lake": _compare(
             plain, plain_counts, speed_counts(bench.spark, once_settings)
@@ -303,3 +295,7 @@ def run_peer(bench: Bench) -> dict:
     }
     shutil.rmtree(home, ignore_errors=True)  # a second lake and Spark temp files
     return result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
