@@ -113,7 +113,11 @@ def plain_consumer(bootstrap: str, ends: dict[str, dict[int, int]]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Count the backlog up to ``ENDS_JSON`` ({topic: {partition: end offset}}) and write the
     result (counts as [minute, bracket, gender, n] rows) to ``OUT_JSON``."""
-    bootstrap, ends_json, out = argv if argv is not None else sys.argv[1:]
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 3:
+        print("usage: python -m bench.speed.plain BOOTSTRAP ENDS_JSON OUT_JSON", file=sys.stderr)
+        return 2
+    bootstrap, ends_json, out = args
     ends = {t: {int(p): e for p, e in parts.items()} for t, parts in json.loads(ends_json).items()}
     result = plain_consumer(bootstrap, ends)
     result["counts"] = [[*key, n] for key, n in sorted(result["counts"].items())]
