@@ -78,15 +78,18 @@ def start(
     ``source`` builds the streaming DataFrame of parsed rows (source.parse's shape) in the
     session; by default both Kafka topics (source.parsed_stream), whose profiles not processed
     yet are stored first (source.preload_profiles). For example, Kafka-shaped records dropped
-    as Parquet files into two directories::
+    as Parquet files into two directories (tests/integration/test_speed.py does this)::
+
+        from orderlake.jobs.speed import app, source
 
         def files(spark):
-            def read(d):
-                return spark.readStream.schema(KAFKA_RECORD).parquet(str(d))
+            def read(directory):
+                return spark.readStream.schema(schemas.KAFKA_RECORD).parquet(str(directory))
 
-            return speed_source.parse(read(actions_dir), read(profiles_dir))
+            return source.parse(read(actions_dir), read(profiles_dir))
 
-        app.start(spark, settings, available_now=True, source=files).awaitTermination()
+        query = app.start(spark, settings, available_now=True, source=files)
+        query.awaitTermination()
     """
     checkpoint = checkpoint or lake.checkpoint_path(settings, QUERY_NAME)
     hold_lock(settings)
