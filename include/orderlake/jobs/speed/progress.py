@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import (
+    QueryIdleEvent,
+    QueryProgressEvent,
+    QueryStartedEvent,
+    QueryTerminatedEvent,
+)
 
 from orderlake.jobs.speed import QUERY_NAME
 from orderlake.settings import Settings
@@ -52,10 +58,10 @@ class ProgressWriter(StreamingQueryListener):
         self.started_at = iso(time.time())
         self.preload: dict | None = None  # what preload_profiles did before the query started
 
-    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
+    def onQueryStarted(self, event: QueryStartedEvent) -> None:  # noqa: N802 - Spark's listener API
         self._write(state="started")
 
-    def onQueryProgress(self, event) -> None:  # noqa: N802
+    def onQueryProgress(self, event: QueryProgressEvent) -> None:  # noqa: N802
         p = event.progress
         if str(p.id) != self.query_id:
             return
@@ -80,11 +86,11 @@ class ProgressWriter(StreamingQueryListener):
         self.history = [*self.history, entry][-PROGRESS_HISTORY:]
         self._write(state="running")
 
-    def onQueryIdle(self, event) -> None:  # noqa: N802
+    def onQueryIdle(self, event: QueryIdleEvent) -> None:  # noqa: N802
         if str(event.id) == self.query_id:
             self._write(state="idle")
 
-    def onQueryTerminated(self, event) -> None:  # noqa: N802
+    def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:  # noqa: N802
         if str(event.id) == self.query_id:
             self._write(state="terminated", error=event.exception)
             if self.layer.maintenance is not None:

@@ -41,7 +41,8 @@ class CountedKeys:
         rows = keys.count()  # Delta answers this from file statistics
         if rows > limit:
             share = min(1.0, limit / 2 / rows)
-            cutoff = keys.select(F.percentile_approx(keys.columns[1], 1 - share)).collect()[0][0]
+            newest = keys.select(F.percentile_approx(keys.columns[1], 1 - share))
+            cutoff = lake.one_row(newest, "the counted keys' newest share")[0]
             keys = keys.where(F.col(keys.columns[1]) >= cutoff - cutoff % self.MINUTE)
             self.since = cutoff - cutoff % self.MINUTE
         self.add(lake.collected(keys))
