@@ -63,6 +63,7 @@ from orderlake import lake, locks, schemas
 from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
 from orderlake.errors import OrderlakeError
 from orderlake.jobs import maintenance
+from orderlake.kafka_client import spark_options
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
 from orderlake.stack import kafka
@@ -97,6 +98,7 @@ def kafka_source(spark: SparkSession, settings: Settings, topic: str) -> DataFra
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap)
+        .options(**spark_options(settings.kafka_auth(), "orderlake-speed"))
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "true")
@@ -645,6 +647,7 @@ def preload_profiles(
     records = (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap)
+        .options(**spark_options(settings.kafka_auth(), "orderlake-speed"))
         .option("subscribe", TOPIC_PROFILES)
         .option("startingOffsets", json.dumps({TOPIC_PROFILES: starts}))
         .option("endingOffsets", json.dumps({TOPIC_PROFILES: ends}))
