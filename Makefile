@@ -67,6 +67,12 @@ down: ## stop the embedded platform
 status: ## show each component's state and key numbers
 	@$(OL) status
 
+cluster: setup ## run docker-compose.yaml as hosts in network namespaces on this machine (root)
+	@$(OL) cluster up
+
+cluster-down: ## stop the namespace cluster and remove its network (keeps its volumes)
+	@$(OL) cluster down
+
 test: setup ## run the whole test suite (unit, DAG, integration, end-to-end)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

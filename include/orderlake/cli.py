@@ -215,6 +215,13 @@ def _hosts(settings: Settings, count: int | None, named: list[str] | None = None
     in `orderlake cluster exec host-1 -- ...`), else host-1..host-<count>."""
     if named:
         return list(dict.fromkeys(named))
+    if count is None and settings.env == "cluster":
+        import socket
+
+        # on an edge host of the cluster (`cluster exec host-1 -- orderlake generate`), only its
+        # own spool is mounted: write that one, as the host's own web servers would
+        if (own := socket.gethostname()) in settings.host_names:
+            return [own]
     return [f"host-{i}" for i in range(1, (count or settings.hosts) + 1)]
 
 

@@ -14,9 +14,11 @@ order), removes the namespaces, links and /etc/netns files, and keeps the volume
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,6 +96,31 @@ def make_secrets(layout: Layout, programs: Sequence[HostProgram]) -> None:
     )
 
 
+def preflight(programs: Sequence[HostProgram]) -> None:
+    """What the image would bring and this machine may lack: one sentence each."""
+    kinds = {p.kind for p in programs}
+    if deploy.POSTGRES in kinds:
+        from orderlake.cluster.launch import postgres_bin
+
+        postgres_bin()
+    if any(
+        "postgresql+psycopg2" in p.environment.get("ORDERLAKE_AIRFLOW_DATABASE_URL", "")
+        for p in programs
+    ):
+        missing = [m for m in ("psycopg2", "asyncpg") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise OrderlakeError(
+                f"Airflow on PostgreSQL needs {' and '.join(missing)} in this virtualenv (the "
+                "Dockerfile installs them): pip install -c constraints.txt "
+                "psycopg2-binary==2.9.13 asyncpg==0.32.0."
+            )
+    if deploy.KAFKA in kinds:
+        tls.keytool_executable()
+    for tool in ("mount",):
+        if shutil.which(tool) is None:
+            raise OrderlakeError(f"The `{tool}` command is missing; install util-linux.")
+
+
 # --- up -----------------------------------------------------------------------------------------
 def up(
     layout: Layout,
@@ -106,6 +133,9 @@ def up(
     """Start the deployment (see the module docstring); returns ``status``."""
     netns.require_tools()
     started = time.monotonic()
+    # a SIGTERM (a killed `cluster up`, a test time-out) undoes the half-built cluster as
+    # Ctrl-C does; a SIGKILL leaves it to `cluster down` or the next `up` (clean_stale)
+    signal.signal(signal.SIGTERM, _interrupt)
     supervisor = supervisor_of(layout)
     if supervisor.is_running():
         raise OrderlakeError(
@@ -116,6 +146,7 @@ def up(
         progress(f"removed the leftovers of cluster network {run_id}")
     project = compose.load(compose_file, environment=compose_environment(layout))
     programs = deploy.plan(project, layout, services)
+    preflight(programs)
     make_secrets(layout, programs)
     run_id = netns.new_run_id()
     meta = {
@@ -152,6 +183,10 @@ def up(
         raise
     progress(f"cluster up in {time.monotonic() - started:.0f} s")
     return status(layout)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _supervised(layout: Layout, run_id: str, p: HostProgram) -> Program:
@@ -266,6 +301,7 @@ def down(layout: Layout, *, volumes: bool = False) -> bool:
     supervisor = supervisor_of(layout)
     running = supervisor.is_running()
     if running:
+        stop_all(supervisor)
         supervisor.shutdown(timeout=120)
     if state:
         netns.remove_run(state["run_id"])
@@ -274,6 +310,22 @@ def down(layout: Layout, *, volumes: bool = False) -> bool:
     if volumes and layout.root.exists():
         shutil.rmtree(layout.root)
     return running or bool(state)
+
+
+def stop_all(supervisor: Supervisor, timeout: float = 120.0) -> None:
+    """Ask every program to stop at once (SIGTERM; supervisord SIGKILLs after its grace), as
+    `docker compose down` stops containers, and wait until none runs: one by one, the last
+    brokers would each wait out their grace period for a quorum that has already left."""
+    names = [n for n, p in supervisor.processes().items() if p.get("statename") == "RUNNING"]
+    for name in names:
+        with contextlib.suppress(OSError, xmlrpc.client.Error):
+            supervisor.rpc.supervisor.stopProcess(name, False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {p.get("statename") for p in supervisor.processes().values()}
+        if not states & {"RUNNING", "STOPPING", "STARTING", "BACKOFF"}:
+            return
+        time.sleep(0.5)
 
 
 def status(layout: Layout) -> dict[str, Any]:
