@@ -18,7 +18,7 @@ JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/t
 COMPOSE_CONFIG := tools/compose-config/compose-config
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak lint fmt \
+        bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak lint fmt \
         typecheck clean
 
 help: ## list the targets
@@ -80,6 +80,9 @@ test-unit: setup ## run only the fast unit tests
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
+
+bench-cluster: setup ## the namespace cluster: start time, events/s to Kafka and counted, broker failover pause (root)
+	$(PY) -m bench.cluster
 
 bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector
 	$(PY) -m bench.ingest

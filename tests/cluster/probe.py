@@ -3,6 +3,7 @@
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py topics
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py count tmall.user_actions
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py refused
+    orderlake cluster exec kafka-topics -- python tests/cluster/probe.py gap TOPIC SINCE_MS
 
 Runs with the host's environment (kafka-topics: the admin principal over SASL_SSL, its CA and
 password from ORDERLAKE_KAFKA_AUTH_DIR), so brokers are dialled by the names their
@@ -17,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from orderlake.kafka_client import PLAINTEXT, KafkaAuth, describe_failure, librdkafka_config
@@ -45,7 +46,15 @@ def topics(settings: Settings) -> dict:
     return {"topics": out, "brokers": sorted(md.brokers)}
 
 
-def count(settings: Settings, topic: str) -> dict:
+def gap(settings: Settings, topic: str, since_ms: int) -> dict:
+    """The longest pause between consecutive records' broker time stamps after ``since_ms``
+    (all partitions together): how long writes stalled, e.g. while a leader failed over."""
+    stamps = count(settings, topic, since_ms=since_ms)["timestamps"]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return {"records": len(stamps), "max_gap_ms": max(gaps, default=0)}
+
+
+def count(settings: Settings, topic: str, since_ms: int | None = None) -> dict:
     """Every record of ``topic`` up to its end offsets now: records, distinct event ids."""
     config = librdkafka_config(settings.bootstrap, settings.kafka_auth())
     consumer = Consumer(
@@ -54,6 +63,7 @@ def count(settings: Settings, topic: str) -> dict:
             "group.id": f"orderlake-batch-probe-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "log_level": 0,  # a dead broker's refusals are expected: no stderr lines
         }
     )
     md = consumer.list_topics(topic, timeout=20)
@@ -61,13 +71,15 @@ def count(settings: Settings, topic: str) -> dict:
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20) for p in parts}
     consumer.assign([TopicPartition(topic, p, lo) for p, (lo, _) in ends.items()])
     remaining = {p for p, (lo, hi) in ends.items() if hi > lo}
-    records, ids, hosts = 0, set(), Counter()
+    records, ids, hosts, stamps = 0, set(), Counter(), []
     deadline = time.monotonic() + 120
     while remaining and time.monotonic() < deadline:
         for msg in consumer.consume(2000, timeout=1):
             if msg.error():
                 continue
             records += 1
+            if since_ms is not None and msg.timestamp()[1] >= since_ms:
+                stamps.append(msg.timestamp()[1])
             value = json.loads(msg.value())
             if "event_id" in value:
                 ids.add(value["event_id"])
@@ -80,6 +92,7 @@ def count(settings: Settings, topic: str) -> dict:
         "distinct_event_ids": len(ids),
         "by_host": dict(hosts),
         "complete": not remaining,
+        **({"timestamps": sorted(stamps)} if since_ms is not None else {}),
     }
 
 
@@ -125,12 +138,26 @@ def refused(settings: Settings) -> dict:
     return found
 
 
+def retried(work, timeout: float = 90.0):
+    """``work()``, again while a partition's leadership moves (a broker just died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return work()
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     if argv[:1] == ["topics"]:
-        result = topics(settings)
+        result = retried(lambda: topics(settings))
     elif argv[:1] == ["count"]:
-        result = count(settings, argv[1])
+        result = retried(lambda: count(settings, argv[1]))
+    elif argv[:1] == ["gap"]:
+        result = retried(lambda: gap(settings, argv[1], int(argv[2])))
     elif argv[:1] == ["refused"]:
         result = refused(settings)
     else:
