@@ -21,7 +21,8 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-ingest bench-speed bench-batch bench-airflow bench-warm-spark soak perf-doc lint secrets-scan fmt \
+        bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-batch bench-airflow \
+        bench-warm-spark soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
 help: ## list the targets
@@ -70,6 +71,12 @@ down: ## stop the embedded platform
 status: ## show each component's state and key numbers
 	@$(OL) status
 
+cluster: setup ## run docker-compose.yaml as hosts in network namespaces on this machine (root)
+	@$(OL) cluster up
+
+cluster-down: ## stop the namespace cluster and remove its network (keeps its volumes)
+	@$(OL) cluster down
+
 test: setup ## run the whole test suite (unit, DAG, integration, end-to-end)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -80,6 +87,9 @@ test-integration: setup ## run the integration and end-to-end tests (real broker
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
+
+bench-cluster: setup ## the namespace cluster: start time, events/s to Kafka and counted, broker failover pause (root)
+	$(PY) -m bench.cluster
 
 bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector
 	$(PY) -m bench.ingest

@@ -5,6 +5,7 @@
     orderlake replay --topic T --from TIME|OFFSETS --to TIME|OFFSETS [--layers ...]
     orderlake reconcile [--date DATE] | maintain [--optimize] [--vacuum]
     orderlake sql "QUERY" [--format table|csv|json] | tables
+    orderlake cluster up [--service S] | down [--volumes] | status [--json] | exec HOST -- CMD
     orderlake generate --events N [--rate R] [--hosts H] [--seed S]
     orderlake replay-tianchi --user-info FILE --user-log FILE [--rate R] [--hosts H]
 
@@ -183,12 +184,44 @@ def _job_handler(name: str) -> Handler:
     return handler
 
 
+# --- cluster mode on one machine (orderlake.cluster.runner) -----------------------------------
+def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    from orderlake.cluster import runner
+
+    layout = runner.layout_for(settings)
+    if args.action == "up":
+        state = runner.up(
+            layout,
+            compose_file=args.compose_file,
+            services=args.service or (),
+            progress=lambda msg: print(f"  {msg}", flush=True),
+        )
+        print(runner.format_status(state))
+    elif args.action == "down":
+        stopped = runner.down(layout, volumes=args.volumes)
+        print("cluster stopped" if stopped else f"No cluster was running under {layout.root}.")
+    elif args.action == "status":
+        state = runner.status(layout)
+        print(json.dumps(state, indent=2) if args.json else runner.format_status(state))
+    else:
+        command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        return runner.run_exec(layout, args.host, command)
+    return 0
+
+
 # --- producers --------------------------------------------------------------------------------
 def _hosts(settings: Settings, count: int | None, named: list[str] | None = None) -> list[str]:
     """The spool hosts to write: ``--host`` names (one host's own logs, as on a real host or
     in `orderlake cluster exec host-1 -- ...`), else host-1..host-<count>."""
     if named:
         return list(dict.fromkeys(named))
+    if count is None and settings.env == "cluster":
+        import socket
+
+        # on an edge host of the cluster (`cluster exec host-1 -- orderlake generate`), only its
+        # own spool is mounted: write that one, as the host's own web servers would
+        if (own := socket.gethostname()) in settings.host_names:
+            return [own]
     return [f"host-{i}" for i in range(1, (count or settings.hosts) + 1)]
 
 
@@ -288,6 +321,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last event date")
     add("dashboard", cmd_dashboard, "Serve the read-only dashboard in the foreground.")
 
+    p = add("cluster", cmd_cluster, "Run docker-compose.yaml as hosts in network namespaces.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = actions.add_parser("up", help="start every service (or --service and its dependencies)")
+    c.add_argument("--service", action="append", metavar="NAME", help="only this (repeatable)")
+    c.add_argument("--compose-file", type=Path, default=_compose_file(), help=argparse.SUPPRESS)
+    c = actions.add_parser("down", help="stop the cluster and remove its network")
+    c.add_argument("--volumes", action="store_true", help="also delete its volumes and secrets")
+    c = actions.add_parser("status", help="each host's address, namespace and programs")
+    c.add_argument("--json", action="store_true")
+    c = actions.add_parser("exec", help="run a command on a host: exec HOST -- CMD ...")
+    c.add_argument("host", help="a service name or hostname, e.g. host-1, airflow-api-server")
+    c.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+
     p = add("generate", cmd_generate, "Append Tianchi-shaped order logs to the spool dirs.")
     p.add_argument("--events", type=positive_int, required=True, help="user actions to write")
     p.add_argument("--rate", type=non_negative_float, default=0, help="lines/s, 0 = unthrottled")
@@ -306,6 +352,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--host", action="append", metavar="NAME", help="only this host (repeatable)")
     p.add_argument("--rejects", type=Path, default=None, help="reject file (default: spool)")
     return parser
+
+
+def _compose_file() -> Path:
+    from orderlake.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT / "docker-compose.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,6 +118,15 @@ def librdkafka_config(bootstrap: str, auth: KafkaAuth = PLAINTEXT) -> dict[str, 
     return config
 
 
+def spark_options(auth: KafkaAuth = PLAINTEXT, group_prefix: str | None = None) -> dict[str, str]:
+    """Options of Spark's Kafka source for ``auth`` (``kafka.``-prefixed client settings), and
+    the consumer group prefix its ACLs allow (Spark's own ids otherwise start spark-kafka-)."""
+    options = {f"kafka.{k}": v for k, v in java_properties(auth).items()}
+    if group_prefix:
+        options["groupIdPrefix"] = group_prefix
+    return options
+
+
 def java_properties(auth: KafkaAuth = PLAINTEXT) -> dict[str, str]:
     """Kafka Java client settings for ``auth`` (Flume's sink: ``kafka.producer.<key>``; Spark's
     source: ``kafka.<key>``)."""

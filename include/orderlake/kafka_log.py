@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from orderlake import contracts, lake
 from orderlake.errors import OrderlakeError
+from orderlake.kafka_client import librdkafka_config
 from orderlake.schemas import BRONZE_TABLE
 from orderlake.settings import Settings
 from orderlake.stack import kafka
@@ -145,8 +146,8 @@ def _timestamps(bootstrap: str, offsets: Offsets, timeout: float) -> dict[tuple[
     """Kafka's time stamp (ms) of the record at each given offset."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
-            "group.id": "orderlake-retention-check",
+            **librdkafka_config(bootstrap, kafka.env_auth()),
+            "group.id": "orderlake-batch-retention-check",  # the batch principal's prefix
             "enable.auto.commit": False,
             "log_level": 3,
         }

@@ -9,13 +9,16 @@ between the embedded default (``local``: one machine, everything under ORDERLAKE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orderlake import contracts
 from orderlake.errors import UsageError
+
+if TYPE_CHECKING:
+    from orderlake.kafka_client import KafkaAuth
 
 # include/orderlake/settings.py -> the repository root (holds jvm/, flume_conf/, dags/, ...)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,12 @@ class Settings(BaseSettings):
     # Kafka (embedded KRaft broker in local mode)
     kafka_bootstrap: str | None = None  # cluster mode: external brokers; local: derived from port
     kafka_port: int = 9092
+    # how clients authenticate: PLAINTEXT on the embedded broker; SASL_SSL (SCRAM-SHA-512 over
+    # TLS) as ORDERLAKE_KAFKA_USER, whose password and the cluster's CA are in
+    # ORDERLAKE_KAFKA_AUTH_DIR (orderlake.cluster: `orderlake cluster up` makes them)
+    kafka_security: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_user: str | None = None
+    kafka_auth_dir: Path | None = None
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
     actions_partitions: int = 3
@@ -136,6 +145,19 @@ class Settings(BaseSettings):
     @property
     def bootstrap(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    def kafka_auth(self) -> KafkaAuth:
+        """How this process's Kafka clients authenticate (orderlake.kafka_client.KafkaAuth)."""
+        from orderlake.kafka_client import PLAINTEXT, KafkaAuth
+
+        if self.kafka_security == "PLAINTEXT":
+            return PLAINTEXT
+        if not (self.kafka_user and self.kafka_auth_dir):
+            raise UsageError(
+                "ORDERLAKE_KAFKA_SECURITY=SASL_SSL needs ORDERLAKE_KAFKA_USER (the principal) and "
+                "ORDERLAKE_KAFKA_AUTH_DIR (the directory with its password and the cluster's CA)."
+            )
+        return KafkaAuth.scram(self.kafka_auth_dir, self.kafka_user)
 
     @property
     def spark_connect_url(self) -> str:

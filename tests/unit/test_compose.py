@@ -37,13 +37,16 @@ KAFKA_IMAGE = "apache/kafka:4.3.1"  # DESIGN.md section 2, jvm/kafka/pom.xml
 UI_PORTS = {"airflow-api-server": {8080}, "dashboard": {8050}, "spark-master": {8080}}
 # programs of the embedded default that compose replaces with something else
 NOT_IN_COMPOSE = {"kafka"}  # brokers: the official image (see the comment in the file)
+# the variables compose requires (no default in the file): the database password
+REQUIRED_ENV = {"POSTGRES_PASSWORD": "test-password"}
 
 
 # --- reading the file the way `docker compose` does -------------------------------------------
 def load(*overrides: Path) -> Project:
-    """The file (plus overrides) with every profile, interpolated from its defaults only: this
-    process's environment is not read, so the checks see what a fresh checkout deploys."""
-    return compose.load(COMPOSE, overrides=overrides, environment={})
+    """The file (plus overrides) with every profile, interpolated from its defaults and the one
+    variable it requires: this process's environment is not read, so the checks see what a
+    fresh checkout deploys."""
+    return compose.load(COMPOSE, overrides=overrides, environment=REQUIRED_ENV)
 
 
 def orderlake_vars(service: Service) -> dict[str, str]:
@@ -408,22 +411,24 @@ def test_docker_compose_itself_accepts_the_file():
     """Compose's own loader and schema, with the default profiles and with `--profile tools`,
     as `docker compose config --quiet` would check them, and without a warning."""
     for profiles, loadgen in (((), False), (("tools",), True)):
-        doc, warnings = compose.config_json(COMPOSE, profiles=profiles, environment={})
+        doc, warnings = compose.config_json(COMPOSE, profiles=profiles, environment=REQUIRED_ENV)
         assert warnings == [], profiles
         assert ("loadgen" in doc["services"]) is loadgen, profiles
         assert "kafka-1" in doc["services"], profiles
 
 
 def test_the_password_comes_from_the_environment_or_a_dot_env(tmp_path):
-    """Compose's interpolation: the process environment first, then a .env beside the file."""
+    """Compose's interpolation: the process environment first, then a .env beside the file;
+    there is no default password, so without either the file is refused in one sentence."""
     (tmp_path / "docker-compose.yaml").write_text(COMPOSE.read_text())
-    as_written = compose.load(tmp_path / "docker-compose.yaml", environment={})
+    with pytest.raises(OrderlakeError, match="set POSTGRES_PASSWORD in .env"):
+        compose.load(tmp_path / "docker-compose.yaml", environment={})
     (tmp_path / ".env").write_text("POSTGRES_PASSWORD=from-dot-env\n")
     from_dot_env = compose.load(tmp_path / "docker-compose.yaml", environment={})
     from_env = compose.load(
         tmp_path / "docker-compose.yaml", environment={"POSTGRES_PASSWORD": "from-env"}
     )
-    for project, password in ((as_written, "orderlake"), (from_dot_env, "from-dot-env")):
+    for project, password in ((from_dot_env, "from-dot-env"),):
         assert project.services["postgres"].environment["POSTGRES_PASSWORD"] == password
         url = settings_of(project.services["airflow-scheduler"]).airflow_database_url
         assert url is not None and f":{password}@postgres" in url.get_secret_value()
@@ -669,7 +674,10 @@ def test_an_unquoted_value_is_reported(tmp_path):
     path.write_text(COMPOSE.read_text().replace('KAFKA_NODE_ID: "2"', "KAFKA_NODE_ID: 010", 1))
     # why the check reads the source: compose's loader reads the unquoted value as octal
     assert (
-        compose.load(path, environment={}).services["kafka-2"].environment["KAFKA_NODE_ID"] == "8"
+        compose.load(path, environment=REQUIRED_ENV)
+        .services["kafka-2"]
+        .environment["KAFKA_NODE_ID"]
+        == "8"
     )
     assert unquoted_environment_values(path) == ["kafka-2: KAFKA_NODE_ID is not quoted"]
 

@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 
 from orderlake import contracts, kafka_log, lake, locks, schemas
 from orderlake.arguments import iso_date
+from orderlake.kafka_client import spark_options
 from orderlake.schemas import (
     BATCH_RUNS_TABLE,
     BRONZE_TABLE,
@@ -84,6 +85,7 @@ def read_kafka_range(
     return (
         spark.read.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap)
+        .options(**spark_options(settings.kafka_auth(), "orderlake-batch"))
         .option("assign", json.dumps(assigned))
         .option("startingOffsets", offsets_json(plan, 0))
         .option("endingOffsets", offsets_json(plan, 1))

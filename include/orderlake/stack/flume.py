@@ -14,6 +14,8 @@ from pathlib import Path
 from string import Template
 
 from orderlake import contracts
+from orderlake.kafka_client import java_properties
+from orderlake.private import write_private
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import jvm
 from orderlake.stack.kafka import log4j2_config
@@ -49,6 +51,12 @@ def render(settings: Settings, agent: str) -> str:
         "max_line_bytes": settings.max_line_bytes,
         "host": agent,
         "spool_dir": settings.spool_dir / agent,
+        "kafka_security": "\n".join(
+            f"{_flume_id(agent)}.sinks.kafka.kafka.producer.{key} = {value}"
+            for key, value in java_properties(settings.kafka_auth()).items()
+        )
+        if agent == COLLECTOR
+        else "",
     }
     return Template((CONF_DIR / template).read_text()).substitute(values)
 
@@ -58,7 +66,7 @@ def write_config(settings: Settings, agent: str) -> Path:
     if agent != COLLECTOR:
         (settings.spool_dir / agent).mkdir(parents=True, exist_ok=True)
     path = settings.flume_dir / agent / "agent.conf"
-    path.write_text(render(settings, agent))
+    write_private(path, render(settings, agent))  # the Kafka sink's password, when secured
     return path
 
 

@@ -76,21 +76,45 @@ def run(program: Program) -> None:
 
 
 def create_topics(settings: Settings, timeout: float = TOPICS_TIMEOUT_S) -> list[str]:
-    """Wait for ORDERLAKE_REPLICATION_FACTOR brokers, then create the missing topics."""
-    kafka.wait_ready(settings.bootstrap, timeout=timeout)
-    client = kafka.admin(settings.bootstrap)
+    """Wait for ORDERLAKE_REPLICATION_FACTOR brokers, then create the missing topics; on a
+    secured cluster (ORDERLAKE_KAFKA_SECURITY=SASL_SSL, as the admin principal) first the
+    service principals and their ACLs (orderlake.cluster.kafka_acls)."""
+    auth = settings.kafka_auth()
+    kafka.wait_ready(settings.bootstrap, timeout=timeout, auth=auth)
+    client = kafka.admin(settings.bootstrap, auth=auth)
     deadline = time.monotonic() + timeout
     brokers = 0
     while time.monotonic() < deadline:
         with contextlib.suppress(KafkaException):  # a broker restarting: ask again
             brokers = len(client.list_topics(timeout=10).brokers)
         if brokers >= settings.replication_factor:
+            if settings.kafka_security == "SASL_SSL" and settings.kafka_auth_dir:
+                secure(settings)
             return kafka.ensure_topics(settings)
         time.sleep(1)
     raise OrderlakeError(
         f"Kafka at {settings.bootstrap} has {brokers} broker(s) after {timeout:.0f} s; topics "
         f"with ORDERLAKE_REPLICATION_FACTOR={settings.replication_factor} need that many."
     )
+
+
+def secure(settings: Settings) -> None:
+    """The platform's SCRAM users (passwords from the cluster's secrets) and their ACLs."""
+    from orderlake.cluster import kafka_acls
+
+    if settings.kafka_auth_dir is None:
+        raise OrderlakeError(
+            "Securing Kafka needs ORDERLAKE_KAFKA_AUTH_DIR, the directory of the cluster's "
+            "Kafka secrets."
+        )
+    auth = settings.kafka_auth()
+    admin = kafka_acls.admin_client(settings.bootstrap, auth)
+    users = kafka_acls.service_passwords(settings.kafka_auth_dir)
+    created = kafka_acls.ensure_users(admin, users, auth=auth, bootstrap=settings.bootstrap)
+    kafka_acls.ensure_acls(
+        admin, kafka_acls.acl_bindings(), auth=auth, bootstrap=settings.bootstrap
+    )
+    print(f"kafka users: created {', '.join(created) or 'none (all exist)'}; ACLs in place")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from orderlake import contracts
 from orderlake.errors import OrderlakeError
+from orderlake.kafka_client import KafkaAuth, librdkafka_config
 from orderlake.settings import Settings
 from orderlake.stack import jvm
 
@@ -121,21 +122,32 @@ def command(settings: Settings, config: Path) -> list[str]:
     ]
 
 
-def admin(bootstrap: str, log_level: int = 3) -> AdminClient:
+def env_auth(auth: KafkaAuth | None = None) -> KafkaAuth:
+    """``auth``, else how this process's ORDERLAKE_KAFKA_* variables say to authenticate
+    (PLAINTEXT unless ORDERLAKE_KAFKA_SECURITY is set, as in cluster mode): the helpers below
+    serve jobs that pass only a bootstrap address."""
+    return auth if auth is not None else Settings.from_env().kafka_auth()
+
+
+def admin(bootstrap: str, log_level: int = 3, auth: KafkaAuth | None = None) -> AdminClient:
     """An admin client; librdkafka's own stderr lines only from ``log_level`` (syslog levels;
     3 = errors: no info lines such as "Purging 1 unserved events" on a user's terminal)."""
     return AdminClient(
-        {"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": log_level}
+        {
+            **librdkafka_config(bootstrap, env_auth(auth)),
+            "socket.timeout.ms": 5000,
+            "log_level": log_level,
+        }
     )
 
 
-def wait_ready(bootstrap: str, timeout: float = 60.0) -> None:
+def wait_ready(bootstrap: str, timeout: float = 60.0, auth: KafkaAuth | None = None) -> None:
     """Block until the broker answers a metadata request with a controller, or raise."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     # refused connections are expected while the broker starts: not printed, and the last
     # one is in the error if it never answers
-    client = admin(bootstrap, log_level=2)
+    client = admin(bootstrap, log_level=2, auth=auth)
     while time.monotonic() < deadline:
         try:
             md = client.list_topics(timeout=2)
@@ -182,7 +194,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics; existing ones are left as they are. Returns the created names."""
-    client = admin(settings.bootstrap)
+    client = admin(settings.bootstrap, auth=settings.kafka_auth())
     existing = set(client.list_topics(timeout=10).topics)
     missing = [t for t in topic_specs(settings) if t.topic not in existing]
     if not missing:
@@ -197,14 +209,18 @@ def ensure_topics(settings: Settings) -> list[str]:
 
 
 def watermarks(
-    bootstrap: str, topics: tuple[str, ...] = contracts.ALL_TOPICS, timeout: float = 10
+    bootstrap: str,
+    topics: tuple[str, ...] = contracts.ALL_TOPICS,
+    timeout: float = 10,
+    auth: KafkaAuth | None = None,
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """{(topic, partition): (earliest offset held, end offset)} as Kafka holds them now
     (missing topics are skipped). Status, the batch load, reconciliation and the speed
     layer's profile preload all read offsets through this one consumer."""
+    # reading watermarks joins no group: the id only has to be one the ACLs could allow
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **librdkafka_config(bootstrap, env_auth(auth)),
             "group.id": "orderlake-offsets",
             "enable.auto.commit": False,
         }

@@ -38,6 +38,9 @@ class Program:
     environment: dict[str, str] = field(default_factory=dict)
     startsecs: int = 3  # alive this long = started; an earlier exit counts as a failed start
     stopwaitsecs: int = 30  # SIGTERM, then SIGKILL after this long
+    # supervisord's autorestart: true (whenever it dies), unexpected (on a non-zero exit: a
+    # one-shot step), false
+    autorestart: str = "true"
 
 
 def socket_path(settings: Settings) -> Path:
@@ -87,7 +90,7 @@ def config_text(settings: Settings, programs: Iterable[Program]) -> str:
             # start order, so Airflow (and its running tasks) stops before Kafka, and each
             # Flume agent before the hop it sends to
             f"priority={order * 10}",
-            "autorestart=true",  # restart whenever it dies, however it died
+            f"autorestart={p.autorestart}",  # by default whenever it dies, however it died
             f"startsecs={p.startsecs}",
             "startretries=10",
             "stopsignal=TERM",

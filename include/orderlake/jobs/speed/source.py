@@ -16,6 +16,7 @@ from confluent_kafka import KafkaException
 from pyspark.sql import DataFrame, SparkSession
 
 from orderlake.contracts import TOPIC_ACTIONS, TOPIC_PROFILES
+from orderlake.kafka_client import spark_options
 from orderlake.settings import Settings
 from orderlake.stack import kafka
 from orderlake.transforms import parsing
@@ -26,9 +27,11 @@ if TYPE_CHECKING:
 
 def kafka_options(settings: Settings, topic: str) -> dict[str, str]:
     """The Spark Kafka reader options of every read of ``topic`` by the speed layer: the
-    brokers, the topic, and lost offsets fail the read (failOnDataLoss), never skip records."""
+    brokers and how it authenticates to them (its consumer groups under the prefix its ACLs
+    allow), the topic, and lost offsets fail the read (failOnDataLoss), never skip records."""
     return {
         "kafka.bootstrap.servers": settings.bootstrap,
+        **spark_options(settings.kafka_auth(), "orderlake-speed"),
         "subscribe": topic,
         "failOnDataLoss": "true",
     }

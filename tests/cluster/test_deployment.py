@@ -1,0 +1,257 @@
+"""docker-compose.yaml's data path running for real as hosts in network namespaces.
+
+One cluster for the module, started by the CLI (`orderlake cluster up --service streaming
+--service flume-edge-host-1 --service flume-edge-host-2`: three secured KRaft brokers, the
+topic step, the Flume collector and two edge hosts, a Spark master with two workers and the
+speed layer's driver on its own host). Orders are generated on host-1 and host-2 with
+`orderlake cluster exec`; Kafka is read from inside the cluster as the admin principal
+(tests/cluster/probe.py); the speed layer's Delta table is read from the shared volume. Then:
+a partition leader SIGKILLed while a host writes, an edge host unplugged while it writes, a
+client without credentials and a principal without the ACL. Every count is exact against the
+generator's manifests; `cluster down` must leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from orderlake.cluster import netns
+
+from .conftest import PACKAGE_ROOT, leftovers
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+SERVICES = ("streaming", "flume-edge-host-1", "flume-edge-host-2")
+EVENTS = 3000
+SEED = 7  # every run the same seed: the same users with the same profiles on every host
+UP_TIMEOUT_S = 600
+
+
+class Cluster:
+    """The CLI against one cluster root, plus the readings the tests compare."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {
+            **os.environ,
+            "ORDERLAKE_CLUSTER_ROOT": str(root),
+            "PYTHONPATH": os.pathsep.join([PACKAGE_ROOT, str(Path(PACKAGE_ROOT).parent)]),
+        }
+        self.manifests: list[dict] = []
+        self.up_seconds = 0.0
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orderlake.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+
+    def exec(self, host: str, *command: str, timeout: float = 300) -> str:
+        done = self.cli("cluster", "exec", host, "--", *command, timeout=timeout)
+        assert done.returncode == 0, f"{host}: {command}: {done.stderr[-2000:]}"
+        return done.stdout
+
+    def probe(self, *args: str) -> dict:
+        out = self.exec("kafka-topics", "python", "tests/cluster/probe.py", *args)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def status(self) -> dict:
+        done = self.cli("cluster", "status", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def host(self, name: str) -> dict:
+        return next(h for h in self.status()["hosts"] if h["name"] == name)
+
+    def generate(self, host: str) -> dict:
+        """EVENTS orders on ``host``; returns the generator's manifest."""
+        out = self.exec(host, "orderlake", "generate", "--events", str(EVENTS), "--seed", str(SEED))
+        path = out.strip().splitlines()[-1].removeprefix("manifest: ")
+        service = f"flume-edge-{host}"
+        inside = Path(path).relative_to("/var/lib/orderlake")  # the host's own directory
+        manifest = json.loads((self.root / "hosts" / service / "home" / inside).read_text())
+        assert list(manifest["hosts"]) == [host]  # its own spool only
+        self.manifests.append(manifest)
+        return manifest
+
+    def expected_events(self) -> int:
+        return sum(m["events"] for m in self.manifests)
+
+    def expected_buckets(self) -> Counter:
+        found: Counter = Counter()
+        for manifest in self.manifests:
+            for bracket, genders in manifest["purchases_by_age_gender"].items():
+                for gender, n in genders.items():
+                    if n:
+                        found[(bracket, gender)] += n
+        return found
+
+    def speed_buckets(self) -> Counter:
+        path = self.root / "volumes" / "lakehouse" / "lake" / "speed" / "purchases"
+        try:
+            purchases = DeltaTable(str(path)).to_pyarrow_table()  # noqa: F841 - read by duckdb
+        except TableNotFoundError:  # no commit yet
+            return Counter()
+        rows = duckdb.sql(
+            "SELECT age_bracket, gender, COUNT(*) FROM purchases GROUP BY ALL"
+        ).fetchall()
+        return Counter({(b, g): n for b, g, n in rows})
+
+    def wait_for_kafka(self, timeout: float = 240) -> dict:
+        """Until every generated event is in tmall.user_actions (duplicates allowed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.probe("count", "tmall.user_actions")
+            if seen["distinct_event_ids"] >= self.expected_events() or time.monotonic() > deadline:
+                return seen
+            time.sleep(3)
+
+    def wait_for_speed(self, timeout: float = 300) -> Counter:
+        deadline = time.monotonic() + timeout
+        while True:
+            counted = self.speed_buckets()
+            if counted == self.expected_buckets() or time.monotonic() > deadline:
+                return counted
+            time.sleep(5)
+
+    def logs(self, *names: str) -> str:
+        out = []
+        for name in names:
+            path = self.root / "logs" / f"{name}.log"
+            if path.exists():
+                out.append(f"--- {name}\n" + "\n".join(path.read_text().splitlines()[-20:]))
+        return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Cluster:
+    try:
+        netns.require_tools()
+    except Exception as exc:  # noqa: BLE001 - not root or no iproute2: the tier cannot run
+        pytest.skip(str(exc))
+    state = Cluster(tmp_path_factory.mktemp("cluster"))
+    args = ["cluster", "up", *(f"--service={s}" for s in SERVICES)]
+    started = time.monotonic()
+    try:
+        done = state.cli(*args, timeout=UP_TIMEOUT_S)
+        state.up_seconds = time.monotonic() - started
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        yield state
+    finally:
+        state.cli("cluster", "down", "--volumes", timeout=300)
+
+
+def test_status_lists_every_host_with_address_namespace_and_program(cluster):
+    hosts = {h["name"]: h for h in cluster.status()["hosts"]}
+    assert set(hosts) == {
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+        "kafka-topics",
+        "flume-collector",
+        "flume-edge-host-1",
+        "flume-edge-host-2",
+        "spark-master",
+        "spark-worker",
+        "spark-worker-2",
+        "streaming",
+    }
+    assert hosts["flume-edge-host-1"]["aliases"] == ["host-1"]
+    for name, host in hosts.items():
+        assert host["namespace"].endswith(f"-{name}") and host["address"].startswith(
+            ("10.", "172.", "192.")
+        )
+        (component,) = host["components"]
+        expected = "EXITED" if name == "kafka-topics" else "RUNNING"
+        assert component["state"] == expected, name
+        assert name == "kafka-topics" or component["pid"] > 0
+
+
+def test_topics_have_three_replicas_and_need_two_in_sync(cluster):
+    found = cluster.probe("topics")
+    assert found["brokers"] == [1, 2, 3]
+    for name, topic in found["topics"].items():
+        assert topic["min_insync_replicas"] == 2, name
+        for partition in topic["partitions"].values():
+            assert sorted(partition["replicas"]) == [1, 2, 3], name
+
+
+def test_clients_without_credentials_or_acl_are_refused_in_one_sentence(cluster):
+    refused = cluster.probe("refused")
+    assert "require SASL_SSL" in refused["anonymous"]
+    assert refused["speed_produce_refused"], refused
+    assert "'speed' is not authorized on topic tmall.user_actions" in refused["speed_produce"]
+
+
+def test_orders_from_both_hosts_reach_kafka_and_the_speed_layer(cluster):
+    for host in ("host-1", "host-2"):
+        cluster.generate(host)
+    seen = cluster.wait_for_kafka()
+    assert seen["distinct_event_ids"] == cluster.expected_events() == 2 * EVENTS, seen
+    assert seen["by_host"].keys() == {"host-1", "host-2"}
+    counted = cluster.wait_for_speed()
+    assert counted == cluster.expected_buckets(), cluster.logs("streaming")
+
+
+def test_a_partition_leader_killed_while_a_host_writes_loses_nothing(cluster):
+    leader = cluster.probe("topics")["topics"]["tmall.user_actions"]["partitions"]["0"]["leader"]
+    victim = cluster.host(f"kafka-{leader}")["components"][0]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    cluster.generate("host-1")  # the collector writes with acks=all to the two left
+    seen = cluster.wait_for_kafka()
+    assert seen["distinct_event_ids"] == cluster.expected_events(), seen
+    # supervisord restarts the broker; it rejoins every ISR
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        component = cluster.host(f"kafka-{leader}")["components"][0]
+        topics = cluster.probe("topics")["topics"]
+        isrs = [p["isrs"] for t in topics.values() for p in t["partitions"].values()]
+        if component["pid"] not in (None, victim) and all(len(i) == 3 for i in isrs):
+            break
+        time.sleep(5)
+    else:
+        pytest.fail(f"kafka-{leader} did not rejoin: {cluster.logs(f'kafka-{leader}')}")
+    assert cluster.wait_for_speed() == cluster.expected_buckets()
+
+
+def test_an_edge_host_unplugged_while_it_writes_catches_up_once_restored(cluster):
+    network = netns.Network.load(cluster.status()["run_id"])
+    before = cluster.probe("count", "tmall.user_actions")["by_host"].get("host-2", 0)
+    network.cut("flume-edge-host-2")
+    try:
+        assert not network.link_up("flume-edge-host-2")
+        cluster.generate("host-2")  # lands in host-2's spool and file channel only
+        time.sleep(10)
+        during = cluster.probe("count", "tmall.user_actions")["by_host"].get("host-2", 0)
+        assert during == before, "host-2 reached Kafka while unplugged"
+    finally:
+        network.restore("flume-edge-host-2")
+    seen = cluster.wait_for_kafka()
+    assert seen["distinct_event_ids"] == cluster.expected_events(), seen
+    assert cluster.wait_for_speed() == cluster.expected_buckets(), cluster.logs("streaming")
+
+
+def test_down_leaves_no_namespace_link_or_process(cluster):
+    run_id = cluster.status()["run_id"]
+    done = cluster.cli("cluster", "down", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert leftovers(run_id) == []
+    again = cluster.cli("cluster", "status")
+    assert again.returncode != 0 and "No cluster is running" in again.stderr
+    assert "Traceback" not in again.stderr
