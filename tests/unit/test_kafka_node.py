@@ -16,6 +16,9 @@ from orderlake.cluster import compose, kafka_node
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT
 
+# the compose file refuses to start without a PostgreSQL password; its value does not matter here
+REQUIRED_ENV = {"POSTGRES_PASSWORD": "test-password"}
+
 
 def parse(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -30,7 +33,7 @@ def parse(text: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def kafka_1_env() -> dict[str, str]:
-    project = compose.load(PROJECT_ROOT / "docker-compose.yaml", environment={})
+    project = compose.load(PROJECT_ROOT / "docker-compose.yaml", environment=REQUIRED_ENV)
     return project.services["kafka-1"].environment
 
 
@@ -65,7 +68,7 @@ def test_compose_kafka_1_environment_gives_the_quorum_listeners_and_replication(
 
 
 def test_every_compose_broker_differs_only_in_its_id_and_advertised_name(tmp_path):
-    project = compose.load(PROJECT_ROOT / "docker-compose.yaml", environment={})
+    project = compose.load(PROJECT_ROOT / "docker-compose.yaml", environment=REQUIRED_ENV)
     rendered = {
         n: parse(kafka_node.properties(project.services[f"kafka-{n}"].environment, tmp_path))
         for n in (1, 2, 3)
