@@ -31,15 +31,14 @@ WORKDIR /opt/orderlake
 
 # Python first, in a layer of its own that source edits do not invalidate. The package is an
 # editable install of include/ (a .pth entry), so an empty package is enough to resolve the
-# dependencies here; the real sources are copied below. PostgreSQL drivers for Airflow's metadata
-# DB in docker-compose: psycopg2 for its sync engine, asyncpg for its async one.
+# dependencies here (PostgreSQL's drivers for Airflow's metadata DB among them); the real sources
+# are copied below.
 COPY pyproject.toml constraints.txt README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     mkdir -p include/orderlake && touch include/orderlake/__init__.py \
  && python3.11 -m venv .venv \
  && .venv/bin/pip install --upgrade pip \
  && .venv/bin/pip install -c constraints.txt -e . \
- && .venv/bin/pip install -c constraints.txt psycopg2-binary==2.9.13 asyncpg==0.32.0 \
  && rm -rf include
 
 # The JVM programs, exactly as the Makefile's jvm/%/target/.resolved rule resolves them (the
