@@ -1,4 +1,5 @@
-"""`orderlake`: the one command line of the platform.
+"""`orderlake`: the one command line of the platform (one parser per command and its dispatch,
+so every command's flags are read in one place; the work lives in the modules it calls).
 
     orderlake up [--only C,..] | down | restart COMPONENT | status [--json] | logs COMPONENT
     orderlake batch bronze|silver|gold|all [--full] [--close-through DATE]

@@ -17,6 +17,9 @@ start time from /proc (so a reused pid is not mistaken for the owner). ``clean_s
 every run whose owner is gone, and every ``ol-<run>-`` namespace, link or /etc/netns directory
 that no live run claims. Uses the ``ip`` command (``-j`` JSON where it reads), not netlink.
 
+One module because the run's state file, the ``ip`` calls that build and remove a run and the
+stale-run sweep are one lifecycle: each must know every name the others create.
+
 Example::
 
     net = Network.create({"kafka-1": [], "flume-edge-host-1": ["host-1"]})

@@ -1,7 +1,8 @@
 """Kafka records -> contract rows, each valid or carrying the reason it is not.
 
 Shared by the speed layer and the silver layer so both quarantine the same records for the same
-reasons. Values are parsed once into Spark's VARIANT, so a field's JSON type is known exactly
+reasons; one module, because a reason code and the check that gives it must stay side by side.
+Values are parsed once into Spark's VARIANT, so a field's JSON type is known exactly
 (an id sent as the string "12" or as 1.5 is mistyped, not silently cast).
 
 Input columns: topic, partition, offset, timestamp, key (binary), value (binary), as Spark's

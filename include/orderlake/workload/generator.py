@@ -6,6 +6,9 @@ gender, and the Double 11 peak (about 19.3% of rows and 37.2% of purchases on 20
 other 184 days (2015-05-11..2015-11-10) share the remaining rows evenly; each day is emitted in
 event-time order, a chunk of minutes at a time, so memory stays small up to the full 55 M rows.
 
+One module because the marginals, the day-by-day schedule and the writer share their tables and
+must change together (a new marginal changes every day's draw).
+
 Determinism: the same seed written into the same starting spool state gives byte-identical files
 (``live=True`` stamps the wall clock instead and is not reproducible). A user's profile depends on
 the user id only, never on the seed, so one user looks the same in every run.
