@@ -30,7 +30,9 @@ def parse(text: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def kafka_1_env() -> dict[str, str]:
-    project = compose.load(PROJECT_ROOT / "docker-compose.yaml", environment={})
+    project = compose.load(
+        PROJECT_ROOT / "docker-compose.yaml", environment={"POSTGRES_PASSWORD": "x"}
+    )
     return project.services["kafka-1"].environment
 
 
@@ -65,7 +67,9 @@ def test_compose_kafka_1_environment_gives_the_quorum_listeners_and_replication(
 
 
 def test_every_compose_broker_differs_only_in_its_id_and_advertised_name(tmp_path):
-    project = compose.load(PROJECT_ROOT / "docker-compose.yaml", environment={})
+    project = compose.load(
+        PROJECT_ROOT / "docker-compose.yaml", environment={"POSTGRES_PASSWORD": "x"}
+    )
     rendered = {
         n: parse(kafka_node.properties(project.services[f"kafka-{n}"].environment, tmp_path))
         for n in (1, 2, 3)
