@@ -26,10 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
+
+from bench import common
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -85,7 +88,17 @@ class Bench:
 def run(args: argparse.Namespace) -> dict:
     root = Path(tempfile.mkdtemp(prefix="orderlake-bench-cluster-"))
     bench = Bench(root)
-    result: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    result: dict = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": common.git("rev-parse", "--short", "HEAD"),
+        "machine": {
+            **common.machine_info(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # the machine is shared: its load says how much of it the cluster had
+            "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+        },
+    }
     started = time.monotonic()
     try:
         bench.cli("cluster", "up", *(f"--service={s}" for s in SERVICES))
@@ -162,6 +175,7 @@ def run(args: argparse.Namespace) -> dict:
             "missing": expected - seen,
         }
         print(json.dumps(result["failover"]), flush=True)
+        result["machine"]["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
     finally:
         subprocess.run(
             [sys.executable, "-m", "orderlake.cli", "cluster", "down", "--volumes"],
@@ -178,9 +192,11 @@ def markdown(result: dict) -> str:
         [
             "# Cluster mode on one machine (bench/cluster.py)",
             "",
-            f"Machine: {result['machine']['cpus']} cores. Data path in network namespaces: 3 "
-            "SASL_SSL KRaft brokers, collector, host-1 and host-2, Spark master, 2 workers, "
-            "speed layer.",
+            f"Machine: {result['machine']['cpus']} cores, load average (1/5/15 min) "
+            f"{result['machine']['load_average_at_start']} at start and "
+            f"{result['machine'].get('load_average_at_end')} at the end (a shared machine: "
+            "other processes ran too). Data path in network namespaces: 3 SASL_SSL KRaft "
+            "brokers, collector, host-1 and host-2, Spark master, 2 workers, speed layer.",
             "",
             "| measure | value |",
             "|---|---|",

@@ -191,6 +191,39 @@ def soak(d: Doc) -> Table:
     return t
 
 
+def cluster(d: Doc) -> Table:
+    ingest, failover = d.get("ingest") or {}, d.get("failover") or {}
+    t = Table(
+        "Cluster mode on one machine: the data path in network namespaces",
+        "cluster.json",
+        "three secured brokers, the collector and two edge hosts, Spark master, worker and the "
+        "speed layer, each in its own namespace (`orderlake cluster up`)",
+        ("measure", "figure"),
+    )
+    t.rows = [
+        ("`cluster up` of the data path", num(d.get("start_s"), unit=" s")),
+        (
+            f"{num(ingest.get('events'))} events from both edge hosts in Kafka",
+            f"{num(ingest.get('all_in_kafka_s'), unit=' s')} "
+            f"({num(ingest.get('events_per_s_to_kafka'))} events/s)",
+        ),
+        (
+            f"all {num(ingest.get('purchases'))} purchases counted by the speed layer",
+            num(ingest.get("all_purchases_counted_s"), unit=" s"),
+        ),
+        (
+            f"longest write pause around a SIGKILLed partition leader, "
+            f"{num(failover.get('rate'))} lines/s",
+            num(failover.get("max_gap_between_records_ms"), unit=" ms"),
+        ),
+        (
+            "events missing after the failover",
+            f"{num(failover.get('missing'))} of {num(failover.get('events'))}",
+        ),
+    ]
+    return t
+
+
 def ab(title: str, source: str) -> Callable[[Doc], Table]:
     """An interleaved A/B run of the speed layer: base revision vs the change, medians."""
 
@@ -228,6 +261,7 @@ READERS: dict[str, Callable[[Doc], Table]] = {
     "airflow.json": airflow,
     "warm-spark.json": warm_spark,
     "soak.json": soak,
+    "cluster.json": cluster,
     "speed-ab.json": ab("Speed layer A/B", "speed-ab.json"),
 }
 
@@ -235,14 +269,22 @@ READERS: dict[str, Callable[[Doc], Table]] = {
 # --- the document ------------------------------------------------------------------------------
 def provenance(d: Doc) -> str:
     machine = d.get("machine") or {}
-    when = d.get("measured_at") or d.get("timestamp") or d.get("at") or "?"
-    commit = d.get("commit") or d.get("git_commit") or (d.get("work") or {}).get("commit", "?")
-    load = d.get("load_before") or d.get("load_average_before") or []
+    when = d.get("measured_at") or d.get("timestamp") or d.get("at")
+    commit = d.get("commit") or d.get("git_commit") or (d.get("work") or {}).get("commit")
+    load = (
+        d.get("load_before")
+        or d.get("load_average_before")
+        or machine.get("load_average_at_start")
+        or []
+    )
     loads = "/".join(f"{x:.1f}" for x in load[:3]) or "-"
+    cores = machine.get("cpu_count") or machine.get("cpus") or "?"
+    where = f"on {cores} cores"
+    if machine.get("cpu_model"):
+        where += f" ({machine['cpu_model']}, {machine.get('ram_total_gib', '?')} GiB)"
     return (
-        f"Measured {when} at {str(commit)[:7]} on {machine.get('cpu_count', '?')} cores "
-        f"({machine.get('cpu_model', '?')}, {machine.get('ram_total_gib', '?')} GiB); "
-        f"load average before: {loads}."
+        f"Measured {when or '(date not recorded)'}"
+        f"{f' at {str(commit)[:7]}' if commit else ''} {where}; load average before: {loads}."
     )
 
 

@@ -6,7 +6,8 @@ topic step, the Flume collector and two edge hosts, a Spark master with two work
 speed layer's driver on its own host). Orders are generated on host-1 and host-2 with
 `orderlake cluster exec`; Kafka is read from inside the cluster as the admin principal
 (tests/cluster/probe.py); the speed layer's Delta table is read from the shared volume. Then:
-a partition leader SIGKILLed while a host writes, an edge host unplugged while it writes, a
+a partition leader and then the active KRaft controller SIGKILLed while a host writes (each
+restarted by supervisord), an edge host unplugged while it writes, a
 client without credentials and a principal without the ACL. Every count is exact against the
 generator's manifests; `cluster down` must leave nothing behind.
 """
@@ -209,25 +210,45 @@ def test_orders_from_both_hosts_reach_kafka_and_the_speed_layer(cluster):
     assert counted == cluster.expected_buckets(), cluster.logs("streaming")
 
 
-def test_a_partition_leader_killed_while_a_host_writes_loses_nothing(cluster):
-    leader = cluster.probe("topics")["topics"]["tmall.user_actions"]["partitions"]["0"]["leader"]
-    victim = cluster.host(f"kafka-{leader}")["components"][0]["pid"]
+def kill_while_writing(cluster: Cluster, node: int, host: str) -> None:
+    """SIGKILL broker ``node`` and write on ``host`` at once; every event must reach Kafka, the
+    broker come back (supervisord) into every ISR, and the speed layer count every purchase."""
+    victim = cluster.host(f"kafka-{node}")["components"][0]["pid"]
     os.kill(victim, signal.SIGKILL)
-    cluster.generate("host-1")  # the collector writes with acks=all to the two left
+    cluster.generate(host)  # the collector writes with acks=all to the two left
     seen = cluster.wait_for_kafka()
     assert seen["distinct_event_ids"] == cluster.expected_events(), seen
-    # supervisord restarts the broker; it rejoins every ISR
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        component = cluster.host(f"kafka-{leader}")["components"][0]
+        component = cluster.host(f"kafka-{node}")["components"][0]
         topics = cluster.probe("topics")["topics"]
         isrs = [p["isrs"] for t in topics.values() for p in t["partitions"].values()]
         if component["pid"] not in (None, victim) and all(len(i) == 3 for i in isrs):
             break
         time.sleep(5)
     else:
-        pytest.fail(f"kafka-{leader} did not rejoin: {cluster.logs(f'kafka-{leader}')}")
-    assert cluster.wait_for_speed() == cluster.expected_buckets()
+        pytest.fail(f"kafka-{node} did not rejoin: {cluster.logs(f'kafka-{node}')}")
+    assert cluster.wait_for_speed() == cluster.expected_buckets(), cluster.logs("streaming")
+
+
+def active_controller(cluster: Cluster) -> int:
+    """The KRaft quorum's leader, from the voters' own quorum-state files (highest epoch)."""
+    states = []
+    for node in (1, 2, 3):
+        path = cluster.root / "volumes" / f"kafka-{node}-data" / "__cluster_metadata-0"
+        states.append(json.loads((path / "quorum-state").read_text()))
+    leader = max(states, key=lambda s: s["leaderEpoch"])["leaderId"]
+    assert leader in (1, 2, 3), states
+    return leader
+
+
+def test_a_partition_leader_killed_while_a_host_writes_loses_nothing(cluster):
+    leader = cluster.probe("topics")["topics"]["tmall.user_actions"]["partitions"]["0"]["leader"]
+    kill_while_writing(cluster, leader, "host-1")
+
+
+def test_the_active_controller_killed_while_a_host_writes_loses_nothing(cluster):
+    kill_while_writing(cluster, active_controller(cluster), "host-2")
 
 
 def test_an_edge_host_unplugged_while_it_writes_catches_up_once_restored(cluster):

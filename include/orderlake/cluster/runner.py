@@ -308,7 +308,10 @@ def down(layout: Layout, *, volumes: bool = False) -> bool:
     netns.clean_stale()
     state_file(layout).unlink(missing_ok=True)
     if volumes and layout.root.exists():
-        shutil.rmtree(layout.root)
+        # ignore_errors: a file another `down` removed meanwhile; what stays is reported
+        shutil.rmtree(layout.root, ignore_errors=True)
+        if layout.root.exists():
+            raise OrderlakeError(f"Could not delete {layout.root}; remove it by hand.")
     return running or bool(state)
 
 
