@@ -5,10 +5,10 @@ the contract (source.parsed_stream). Before it starts, the profiles Kafka holds 
 processed are stored (source.preload_profiles: a backlog's purchases then find their
 users' profiles). Each micro-batch reads Kafka and parses once: an Observation counts every
 row on the way (progress statistics) while only the rows that need more than counting reach
-the driver, through Arrow: valid purchases (about one record in 16: ~25,000 at the default
-400,000 offsets per trigger), malformed records and profiles not stored yet. Nothing is
-cached: this pass catches up on a backlog at 1.29 times the records/s of one that cached the
-batch for a statistics job and collected from the cache (bench/results/speed-ab-one-pass-400k/).
+the driver, through Arrow: valid purchases (about one record in 16), malformed records and
+profiles not stored yet. Nothing is cached: one pass catches up on a backlog faster than
+caching the batch for a statistics job and collecting from the cache
+(bench/results/speed-ab-one-pass-400k/).
 Then, in this order (step.SpeedLayer):
   1. malformed records       -> speed.quarantine (raw value, Kafka coordinates, reason)
   2. profiles                -> speed.user_profiles: a user's first profile and each newer one
@@ -27,14 +27,14 @@ Then, in this order (step.SpeedLayer):
                                 older than what memory covers
 The per-minute counts are the view speed.orders_by_age_gender_1m over speed.purchases: counting
 and de-duplication are one append, so they can never disagree, and a micro-batch needs no MERGE
-for its counts (a MERGE costs about 2 s here, an append about 0.5 s).
+for its counts (a MERGE rewrites files; an append only adds one).
 
 Exactly once: Kafka offsets are checkpointed; the write to speed.quarantine carries a Delta
 transaction id (checkpoint's app id, batch id), so a micro-batch re-run after a crash commits it
 at most once. speed.purchases and speed.user_profiles need none: a re-run finds its own
 purchases among the counted ones and its own profiles among the stored ones, and writes nothing.
 (A transaction id would make Delta reconstruct the table's state before every write to look it
-up: 0.8 s of a 10,000-record micro-batch once the de-duplication keys are in memory.) Late
+up: bench/results/speed-ab-counted-keys-no-txn-10k.md.) Late
 events count in their window whatever its age: nothing is dropped by a watermark.
 
 The modules, by responsibility:

@@ -33,7 +33,7 @@ SESSION_CONF = {
     "spark.cleaner.periodicGC.interval": "5min",
     # compiled code of 100 queries (the default) is too little: a micro-batch runs ~20
     # queries whose literals differ every time, which evicted the contract parse's code, so it
-    # was compiled again and ran cold (0.3-0.6 s of a 10,000-record micro-batch)
+    # was compiled again and ran cold (bench/results/speed-ab-codegen-10k.md)
     "spark.sql.codegen.cache.maxEntries": "1000",
 }
 

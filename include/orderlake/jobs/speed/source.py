@@ -44,12 +44,11 @@ def kafka_source(spark: SparkSession, settings: Settings, topic: str) -> DataFra
         .options(**kafka_options(settings, topic))
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.speed_max_offsets_per_trigger)
-        # larger polls than the consumer's default 500 records: 100,000 records read in
-        # 1.5 s instead of 1.8 s here
+        # larger polls than the consumer's default 500 records: fewer round trips per batch
         .option("kafka.max.poll.records", "20000")
-        # the longest the broker holds a fetch that finds no data; at the default 500 ms, 3 of
-        # 13 backlog micro-batches had a Kafka task waiting ~0.5 s off-CPU (none at 20 ms):
-        # parse step 508 -> 395 ms, records/s unchanged within noise (speed-ab-fetch-wait-10k)
+        # the longest the broker holds a fetch that finds no data; at the default 500 ms some
+        # backlog micro-batches had a Kafka task waiting off-CPU for it
+        # (bench/results/speed-ab-fetch-wait-10k)
         .option("kafka.fetch.max.wait.ms", "20")
         .load()
     )
@@ -58,7 +57,7 @@ def kafka_source(spark: SparkSession, settings: Settings, topic: str) -> DataFra
 def parsed_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """Both topics, parsed against the contract, as one stream. The parse is part of the
     streaming query, so Spark analyses it once when the query starts, not in every micro-batch
-    (about 0.3 s each when foreachBatch parsed the raw records)."""
+    (bench/results/speed-ab-parse-in-stream-10k)."""
     return parse(
         kafka_source(spark, settings, TOPIC_ACTIONS), kafka_source(spark, settings, TOPIC_PROFILES)
     )

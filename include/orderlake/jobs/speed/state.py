@@ -18,8 +18,8 @@ from orderlake import lake
 class CountedKeys:
     """(event_id, event_time) of the purchases in speed.purchases, in driver memory by minute: a
     micro-batch de-duplicates against them instead of reading the Delta table, which makes Delta
-    reconstruct the new version's state and skip files (three Spark jobs, about 0.8 s of a
-    3.7 s micro-batch of 10,000 records; bench/results/speed-ab-counted-keys-no-txn-10k.md).
+    reconstruct the new version's state and skip files (three Spark jobs per micro-batch;
+    bench/results/speed-ab-counted-keys-no-txn-10k.md).
 
     Complete for event times at or after ``since`` (None: for all): loaded from the table when
     the query starts, extended by each micro-batch's counted keys once they are committed, and,
