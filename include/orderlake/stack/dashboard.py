@@ -10,14 +10,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
 
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT, Settings
+from orderlake.stack.component import Component, venv_path
 from orderlake.stack.supervisor import Program
-
-if TYPE_CHECKING:
-    from orderlake.stack.platform import Component
 
 NAME = "dashboard"
 READY_TIMEOUT_S = 60
@@ -50,10 +47,9 @@ def wait_ready(settings: Settings, timeout: float = READY_TIMEOUT_S) -> None:
 def component(settings: Settings) -> Component:
     """The supervised dashboard process, its port, readiness and address."""
     # imported here: platform.py imports this module to register the component
-    from orderlake.stack.platform import Component, _venv_path
 
     def programs() -> list[Program]:
-        env = {**settings.to_env(), "PATH": _venv_path(), "PYTHONUNBUFFERED": "1"}
+        env = {**settings.to_env(), "PATH": venv_path(), "PYTHONUNBUFFERED": "1"}
         return [
             Program(
                 NAME,

@@ -7,36 +7,15 @@ the Flume collector, then the edge agents, ...), waiting for each to be ready.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import dashboard, disk, flume, kafka, ports
+from orderlake.stack.component import Component, venv_path
 from orderlake.stack.supervisor import Program, Supervisor
-
-
-@dataclass
-class Component:
-    """One part of the platform as `up`, `down` and `status` see it."""
-
-    name: str
-    programs: Callable[[], list[Program]]
-    ports: dict[str, tuple[int, str]] = field(default_factory=dict)  # what -> (port, env var)
-    ready: Callable[[], None] = lambda: None  # blocks until usable, raises OrderlakeError
-    address: Callable[[], dict] = dict  # where to reach it (shown even when it is down)
-    metrics: Callable[[], dict] = dict  # live numbers (asked only while it runs)
-    # supervised program names, when they are not just the component's own name
-    program_names: list[str] = field(default_factory=list)
-    data_dirs: list[Path] = field(default_factory=list)  # whose free space `status` shows
-
-    @property
-    def supervised(self) -> list[str]:
-        return self.program_names or [self.name]
 
 
 def kafka_component(settings: Settings) -> Component:
@@ -95,7 +74,7 @@ def flume_component(settings: Settings, agent: str) -> Component:
             config = flume.write_config(settings, agent)
             return [Program(name, flume.command(settings, agent, config), stopwaitsecs=30)]
         # an edge agent runs under its watchdog (stack/edge.py): healthy only while it reads
-        env = {**settings.to_env(), "PATH": _venv_path(), "PYTHONUNBUFFERED": "1"}
+        env = {**settings.to_env(), "PATH": venv_path(), "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "orderlake.stack.edge", agent]
         return [Program(name, command, environment=env, stopwaitsecs=30)]
 
@@ -173,7 +152,7 @@ def streaming_component(settings: Settings) -> Component:
     from orderlake.stack import streaming
 
     def programs() -> list[Program]:
-        env = {**settings.to_env(), "PATH": _venv_path(), "PYTHONUNBUFFERED": "1"}
+        env = {**settings.to_env(), "PATH": venv_path(), "PYTHONUNBUFFERED": "1"}
         return [
             Program(
                 streaming.NAME,
@@ -217,11 +196,6 @@ def airflow_component(settings: Settings) -> Component:
         metrics=lambda: airflow.metrics(settings),
         program_names=airflow.program_names(),
     )
-
-
-def _venv_path() -> str:
-    # processes find `python`, `airflow`, ... of this virtualenv first
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def components(settings: Settings) -> list[Component]:
