@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orderlake.arguments import non_negative_float, positive_int
-from orderlake.errors import OrderlakeError, UsageError
+from orderlake.entry import run_command
+from orderlake.errors import UsageError
 from orderlake.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -366,45 +367,6 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     return run_command(args.command, lambda settings: args.handler(settings, args))
-
-
-def run_command(command: str, work: Callable[[Settings], object]) -> int:
-    """Run ``work`` with the settings of the environment; expected failures print one
-    sentence on stderr and give their exit code, a bug its first line and a logged trace."""
-    settings = None
-    try:
-        settings = Settings.from_env()
-        result = work(settings)
-        return result if isinstance(result, int) else 0
-    except OrderlakeError as exc:
-        print(f"orderlake: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("orderlake: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - a bug: one sentence here, the trace in a log
-        where = log_trace(settings, command)
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(
-            f"orderlake: error: {command} failed unexpectedly ({type(exc).__name__}: "
-            f"{first}); the full trace is in {where}.",
-            file=sys.stderr,
-        )
-        return 1
-
-
-def log_trace(settings: Settings | None, command: str) -> Path:
-    """Append the current exception's trace to ORDERLAKE_HOME/logs/cli-errors.log."""
-    import traceback
-    from datetime import UTC, datetime
-
-    logs = settings.logs_dir if settings else Path.cwd()
-    logs.mkdir(parents=True, exist_ok=True)
-    path = logs / "cli-errors.log"
-    with path.open("a") as out:
-        out.write(f"--- {datetime.now(UTC).isoformat()} orderlake {command}\n")
-        out.write(traceback.format_exc())
-    return path
 
 
 if __name__ == "__main__":

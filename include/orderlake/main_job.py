@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from orderlake import contracts, serving
-from orderlake.cli import format_status, log_trace
+from orderlake.cli import format_status
+from orderlake.entry import log_trace
 from orderlake.errors import OrderlakeError
 from orderlake.schemas import BATCH_RUNS_TABLE, BRONZE_TABLE, GOLD_DAILY_TABLE
 from orderlake.settings import Settings

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+from orderlake.entry import run_command
 from orderlake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,6 @@ def dumps(summary: Summary) -> str:
 
 def main(job: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Entry point of batch/<job>.py: parse ``argv``, run, print the summaries; exit code."""
-    from orderlake.cli import run_command
-
     args = parser(job, prog).parse_args(argv)
     return run_command(
         job.NAME,
