@@ -18,9 +18,9 @@ import psutil
 
 from bench.common import epoch, jvm_heap, median, pct, slope
 from bench.speed import TOPICS
-from orderlake import contracts
+from orderlake import contracts, kafka_admin
 from orderlake.settings import Settings
-from orderlake.stack import kafka, streaming
+from orderlake.stack import streaming
 
 LAG_SAMPLE_S = 2.0
 HEAP_SAMPLE_S = 10.0
@@ -29,7 +29,7 @@ HEAP_SAMPLE_S = 10.0
 def kafka_state(settings: Settings) -> tuple[dict[str, int], int | None]:
     """({topic: end offset total}, lag total): what `orderlake status` shows as
     kafka_lag_total (end offsets minus the offsets the job reported as processed)."""
-    ends = kafka.end_offsets(settings.bootstrap, TOPICS)
+    ends = kafka_admin.end_offsets(settings.bootstrap, TOPICS)
     totals = {topic: sum(parts.values()) for topic, parts in ends.items()}
     progress = streaming.read_progress(settings)
     if progress is None:

@@ -22,9 +22,8 @@ from bench.common import code_state, median, tree_cpu
 from bench.speed import PURCHASES, TOPICS
 from bench.speed.monitor import STEP_NAMES, ProgressCopy
 from bench.stack import Platform
-from orderlake import lake
+from orderlake import kafka_admin, lake
 from orderlake.settings import PROJECT_ROOT, Settings
-from orderlake.stack import kafka
 
 if TYPE_CHECKING:
     from bench.speed.runner import Bench
@@ -261,7 +260,7 @@ def run_peer(bench: Bench) -> dict:
     settings = bench.settings
     bench.platform.supervisorctl("stop", "streaming")
     code = code_state()
-    ends = kafka.end_offsets(settings.bootstrap, TOPICS)
+    ends = kafka_admin.end_offsets(settings.bootstrap, TOPICS)
     print(f"peer: backlog {sum(sum(p.values()) for p in ends.values()):,} records", flush=True)
     home = settings.home.parent / "once-home"
     plain = plain_consumer_process(settings.bootstrap, ends, settings.home.parent / "plain")
@@ -273,7 +272,7 @@ def run_peer(bench: Bench) -> dict:
     result = {
         "code_state": code,  # may differ from the live job's if include/ changed meanwhile
         "end_offsets": {t: sum(p.values()) for t, p in ends.items()},
-        "end_offsets_unchanged": kafka.end_offsets(settings.bootstrap, TOPICS) == ends,
+        "end_offsets_unchanged": kafka_admin.end_offsets(settings.bootstrap, TOPICS) == ends,
         "plain_consumer": plain,
         "speed_layer_once": once,
         # the same records on both sides (both topics from offset 0), each timed from its

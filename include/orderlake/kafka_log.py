@@ -17,12 +17,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from orderlake import contracts, lake
+from orderlake import contracts, kafka_admin, lake
 from orderlake.errors import OrderlakeError
 from orderlake.kafka_client import librdkafka_config
 from orderlake.schemas import BRONZE_TABLE
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 
 Offsets = dict[tuple[str, int], int]
 # topics whose records retention deletes by age; the compacted profiles topic keeps each
@@ -87,7 +86,7 @@ def bronze_is_current(settings: Settings) -> bool:
     if version is None or version != lake.latest_version(settings, BRONZE_TABLE.name):
         return False
     try:
-        return not plan_load(positions, kafka.watermarks(settings.bootstrap))
+        return not plan_load(positions, kafka_admin.watermarks(settings.bootstrap))
     except OrderlakeError:
         return False  # a retention gap, which the full load reports
 
@@ -118,7 +117,7 @@ def retention_headroom(settings: Settings, timeout: float = 10.0) -> list[Headro
     of them is, as a share of the retention (Kafka's record time stamps)."""
     saved = saved_positions(settings)
     positions = saved[1] if saved else {}
-    marks = kafka.watermarks(settings.bootstrap, AGED_TOPICS)
+    marks = kafka_admin.watermarks(settings.bootstrap, AGED_TOPICS)
     waiting = {
         tp: (max(positions.get(tp, low), low), high)
         for tp, (low, high) in marks.items()
@@ -146,7 +145,7 @@ def _timestamps(bootstrap: str, offsets: Offsets, timeout: float) -> dict[tuple[
     """Kafka's time stamp (ms) of the record at each given offset."""
     consumer = Consumer(
         {
-            **librdkafka_config(bootstrap, kafka.env_auth()),
+            **librdkafka_config(bootstrap, kafka_admin.env_auth()),
             "group.id": "orderlake-batch-retention-check",  # the batch principal's prefix
             "enable.auto.commit": False,
             "log_level": 3,

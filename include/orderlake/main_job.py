@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from orderlake import contracts, serving
+from orderlake import contracts, kafka_admin, serving
 from orderlake.cli import format_status
 from orderlake.entry import log_trace
 from orderlake.errors import OrderlakeError
 from orderlake.schemas import BATCH_RUNS_TABLE, BRONZE_TABLE, GOLD_DAILY_TABLE
 from orderlake.settings import Settings
-from orderlake.stack import airflow, dashboard, kafka, platform, streaming
+from orderlake.stack import airflow, dashboard, platform, streaming
 from orderlake.workload.generator import generate_to_spool
 from orderlake.workload.tianchi import SAMPLE_USER_INFO, SAMPLE_USER_LOG, replay_tianchi_to_spool
 
@@ -106,7 +106,7 @@ def feed(settings: Settings, events: int, seed: int, progress: Progress) -> dict
 
 def wait_for_kafka(settings: Settings, expected: dict[str, int], progress: Progress) -> None:
     def check() -> tuple[bool, str]:
-        offsets = kafka.end_offsets(settings.bootstrap)
+        offsets = kafka_admin.end_offsets(settings.bootstrap)
         totals = {t: sum(offsets.get(t, {}).values()) for t in expected}
         text = ", ".join(f"{t} {totals[t]:,}/{n:,}" for t, n in expected.items())
         return all(totals[t] >= n for t, n in expected.items()), f"Kafka holds {text}"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from orderlake import contracts, lake
-from orderlake.stack import airflow, kafka
+from orderlake import contracts, kafka_admin, lake
+from orderlake.stack import airflow
 from orderlake.stack.supervisor import Supervisor
 from tests.fixtures.stack import produce
 
@@ -162,7 +162,7 @@ def test_a_task_that_fails_once_succeeds_on_its_retry_with_exact_tables(spark, p
         .agg(F.count("*").alias("rows"), F.countDistinct("offset").alias("offsets"))
         .collect()
     }
-    for (topic, part), (earliest, end) in kafka.watermarks(settings.bootstrap).items():
+    for (topic, part), (earliest, end) in kafka_admin.watermarks(settings.bootstrap).items():
         assert held.get((topic, part), (0, 0)) == (end - earliest, end - earliest), (topic, part)
     assert bronze.where(bronze.value.cast("string").startswith(marker)).count() == 500
 

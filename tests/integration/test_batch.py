@@ -15,8 +15,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from orderlake import contracts, lake, locks
-from orderlake.stack import kafka
+from orderlake import contracts, kafka_admin, lake, locks
 from tests.fixtures.stack import ORDERLAKE, produce
 from tests.fixtures.workload import expected_gold, generated_workload, send
 
@@ -48,7 +47,7 @@ def test_bronze_holds_every_kafka_record_exactly_once(spark, loaded):
     }
     expected = {
         (topic, partition): end
-        for topic, parts in kafka.end_offsets(settings.bootstrap).items()
+        for topic, parts in kafka_admin.end_offsets(settings.bootstrap).items()
         for partition, end in parts.items()
         if end
     }
@@ -231,7 +230,7 @@ def test_bronze_load_killed_mid_write_then_rerun_has_no_duplicate_and_no_gap(
         f"topic = '{contracts.TOPIC_ACTIONS}'"
     )
     counts = {r["partition"]: r["count"] for r in bronze.groupBy("partition").count().collect()}
-    ends = kafka.end_offsets(settings.bootstrap)[contracts.TOPIC_ACTIONS]
+    ends = kafka_admin.end_offsets(settings.bootstrap)[contracts.TOPIC_ACTIONS]
     assert counts == {p: end for p, end in ends.items()}, "no gap"
     assert bronze.count() == bronze.select("partition", "offset").distinct().count(), "no dup"
 

@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import ConfigResource, NewTopic
 
-from orderlake import contracts
+from orderlake import contracts, kafka_admin
 from orderlake.cluster import kafka_acls, kafka_node, tls
 from orderlake.kafka_client import (
     PLAINTEXT,
@@ -198,10 +198,10 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 
 def create_topics(cluster: Cluster) -> None:
-    """The platform's topics (stack/kafka.py's specs at RF 3, min ISR 2) and two test topics."""
+    """The platform's topics (kafka_admin's topic specs at RF 3, min ISR 2) and two test topics."""
     admin = kafka_acls.admin_client(cluster.bootstrap, cluster.auth("admin"))
     settings = Settings(home=cluster.secrets.parent, replication_factor=3, min_insync_replicas=2)
-    specs = kafka.topic_specs(settings) + [
+    specs = kafka_admin.topic_specs(settings) + [
         NewTopic(STREAM_TOPIC, 3, 3, config={"min.insync.replicas": "2"}),
         NewTopic(PRIVATE_TOPIC, 1, 3, config={"min.insync.replicas": "2"}),
     ]

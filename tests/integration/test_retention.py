@@ -10,8 +10,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from orderlake import contracts
-from orderlake.stack import kafka
+from orderlake import contracts, kafka_admin
 from tests.fixtures.stack import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -49,7 +48,7 @@ def test_bronze_lagging_towards_retention_warns_then_fails_loudly_and_recovers(k
 
     # too late: retention removes records bronze never loaded
     produce(bootstrap, contracts.TOPIC_ACTIONS, actions("lost", 60), key_of=lambda _: "5")
-    marks = kafka.watermarks(bootstrap, (contracts.TOPIC_ACTIONS,))
+    marks = kafka_admin.watermarks(bootstrap, (contracts.TOPIC_ACTIONS,))
     tp = next(tp for tp, (_, high) in marks.items() if high >= 60)  # key 5: one partition
     low, high = marks[tp]
     cut = high - 20  # what retention deletes: the first 40 of the 60 new records

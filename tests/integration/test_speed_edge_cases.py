@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from orderlake import contracts, lake, schemas
 from orderlake.jobs.speed import QUERY_NAME, app, progress, step
 from orderlake.jobs.speed.source import parse
-from orderlake.stack.kafka import watermarks
+from orderlake.kafka_admin import watermarks
 from orderlake.transforms.parsing import REASONS
 from tests.fixtures.stack import produce, start_platform
 from tests.integration.test_speed import (

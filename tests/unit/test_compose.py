@@ -23,11 +23,12 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from orderlake import kafka_admin
 from orderlake.cluster import compose
 from orderlake.cluster.compose import Project, Service
 from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import PROJECT_ROOT, Settings
-from orderlake.stack import foreground, kafka
+from orderlake.stack import foreground
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yaml"
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"
@@ -284,7 +285,7 @@ def test_brokers_replicate_three_times_with_two_in_sync(project):
 
 def test_topics_are_created_with_the_cluster_guarantees(project):
     settings = settings_of(project.services["kafka-topics"])
-    specs = kafka.topic_specs(settings)
+    specs = kafka_admin.topic_specs(settings)
     assert {t.replication_factor for t in specs} == {3}
     assert {t.config.get("min.insync.replicas") for t in specs} == {"2"}
 

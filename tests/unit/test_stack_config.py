@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orderlake import contracts
+from orderlake import contracts, kafka_admin
 from orderlake.cli import format_status
 from orderlake.errors import UsageError
 from orderlake.settings import Settings
@@ -94,7 +94,7 @@ def test_kafka_is_a_single_kraft_node_on_loopback(settings):
 
 
 def test_topics_have_the_contracted_settings(settings):
-    specs = {t.topic: t for t in kafka.topic_specs(settings)}
+    specs = {t.topic: t for t in kafka_admin.topic_specs(settings)}
     assert specs[contracts.TOPIC_ACTIONS].num_partitions == 3
     assert specs[contracts.TOPIC_ACTIONS].config["retention.ms"] == str(30 * 24 * 3600 * 1000)
     assert specs[contracts.TOPIC_PROFILES].config["cleanup.policy"] == "compact"
@@ -183,14 +183,14 @@ def test_flume_agents_follow_bind_and_collector_host(tmp_path):
 
 
 def test_topics_have_one_replica_and_no_isr_override_by_default(settings):
-    for spec in kafka.topic_specs(settings):
+    for spec in kafka_admin.topic_specs(settings):
         assert spec.replication_factor == 1
         assert "min.insync.replicas" not in spec.config
 
 
 def test_topics_follow_the_replication_settings(tmp_path):
     cluster = Settings(home=tmp_path, replication_factor=3, min_insync_replicas=2)
-    specs = {t.topic: t for t in kafka.topic_specs(cluster)}
+    specs = {t.topic: t for t in kafka_admin.topic_specs(cluster)}
     assert {t.replication_factor for t in specs.values()} == {3}
     assert {t.config["min.insync.replicas"] for t in specs.values()} == {"2"}
     assert specs[contracts.TOPIC_PROFILES].config["cleanup.policy"] == "compact"

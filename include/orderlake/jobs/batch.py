@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from orderlake import contracts, kafka_log, lake, locks, schemas
+from orderlake import contracts, kafka_admin, kafka_log, lake, locks, schemas
 from orderlake.arguments import iso_date
 from orderlake.kafka_client import spark_options
 from orderlake.schemas import (
@@ -36,7 +36,6 @@ from orderlake.schemas import (
     SILVER_USERS,
 )
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 from orderlake.transforms import bronze as bronze_t
 from orderlake.transforms import gold as gold_t
 from orderlake.transforms import parsing
@@ -98,7 +97,7 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
     """Append every Kafka record bronze does not hold yet. Returns a summary."""
     started = time.time()
     positions, last_load_id = bronze_positions(spark, settings)
-    plan = kafka_log.plan_load(positions, kafka.watermarks(settings.bootstrap))
+    plan = kafka_log.plan_load(positions, kafka_admin.watermarks(settings.bootstrap))
     if not plan:
         kafka_log.save_positions(settings, positions)
         return {"layer": "bronze", "records": 0, "seconds": round(time.time() - started, 2)}

@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime
 from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
-from orderlake import contracts, kafka_log, lake, locks, schemas
+from orderlake import contracts, kafka_admin, kafka_log, lake, locks, schemas
 from orderlake.errors import CheckFailed
 from orderlake.jobs import batch
 from orderlake.jobs.findings import (
@@ -61,7 +61,6 @@ from orderlake.schemas import (
     SPEED_PURCHASES_TABLE,
 )
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 from orderlake.transforms import reconcile as transforms
 
 NAME = "reconcile"
@@ -78,7 +77,7 @@ COMPARED_TABLES = (
 
 # --- the checks over the lake -------------------------------------------------------------------
 def check_kafka_vs_bronze(spark: SparkSession, settings: Settings) -> list[Finding]:
-    marks = kafka.watermarks(settings.bootstrap)
+    marks = kafka_admin.watermarks(settings.bootstrap)
     bronze = lake.read(spark, settings, BRONZE_TABLE.name).select("topic", "partition", "offset")
     stats = {
         (r["topic"], r["partition"]): (r["rows"], r["distinct"], r["first"], r["last"])

@@ -25,13 +25,12 @@ from confluent_kafka import Consumer, TopicPartition
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from orderlake import contracts, lake, locks, schemas
+from orderlake import contracts, kafka_admin, lake, locks, schemas
 from orderlake.errors import OrderlakeError, UsageError
 from orderlake.jobs import batch
 from orderlake.kafka_client import librdkafka_config
 from orderlake.schemas import BRONZE_TABLE, QUARANTINE_TABLE, REPLAYS_TABLE, SILVER_ACTIONS_TABLE
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 from orderlake.transforms import bronze as bronze_t
 from orderlake.transforms import parsing
 from orderlake.transforms import silver as silver_t
@@ -95,7 +94,7 @@ def resolve(request: ReplayRequest, bootstrap: str) -> dict[int, tuple[int, int]
     must still be held (retention may have removed its start) and must not pass the end."""
     consumer = Consumer(
         {
-            **librdkafka_config(bootstrap, kafka.env_auth()),
+            **librdkafka_config(bootstrap, kafka_admin.env_auth()),
             "group.id": "orderlake-batch-replay",  # the batch principal's group prefix
             "enable.auto.commit": 0,
         }

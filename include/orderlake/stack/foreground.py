@@ -10,8 +10,8 @@ container runtime restarts it when it dies, as supervisord does in the embedded 
 named program's component prepares anything (Airflow's `db migrate`, Flume's agent.conf).
 
 ``kafka-topics`` is the deployment's one-shot topic step: it waits until the cluster has
-ORDERLAKE_REPLICATION_FACTOR brokers and creates the missing topics (kafka.ensure_topics), which
-the embedded default does when its broker is ready.
+ORDERLAKE_REPLICATION_FACTOR brokers and creates the missing topics
+(kafka_admin.ensure_topics), which the embedded default does when its broker is ready.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
+from orderlake import kafka_admin
 from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 from orderlake.stack.supervisor import Program
 
 TOPICS = "kafka-topics"  # the one-shot step, not a long-running program
@@ -80,8 +80,8 @@ def create_topics(settings: Settings, timeout: float = TOPICS_TIMEOUT_S) -> list
     secured cluster (ORDERLAKE_KAFKA_SECURITY=SASL_SSL, as the admin principal) first the
     service principals and their ACLs (orderlake.cluster.kafka_acls)."""
     auth = settings.kafka_auth()
-    kafka.wait_ready(settings.bootstrap, timeout=timeout, auth=auth)
-    client = kafka.admin(settings.bootstrap, auth=auth)
+    kafka_admin.wait_ready(settings.bootstrap, timeout=timeout, auth=auth)
+    client = kafka_admin.admin(settings.bootstrap, auth=auth)
     deadline = time.monotonic() + timeout
     brokers = 0
     while time.monotonic() < deadline:
@@ -90,7 +90,7 @@ def create_topics(settings: Settings, timeout: float = TOPICS_TIMEOUT_S) -> list
         if brokers >= settings.replication_factor:
             if settings.kafka_security == "SASL_SSL" and settings.kafka_auth_dir:
                 secure(settings)
-            return kafka.ensure_topics(settings)
+            return kafka_admin.ensure_topics(settings)
         time.sleep(1)
     raise OrderlakeError(
         f"Kafka at {settings.bootstrap} has {brokers} broker(s) after {timeout:.0f} s; topics "

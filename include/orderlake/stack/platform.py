@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from orderlake import kafka_admin
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import dashboard, disk, flume, kafka, ports
@@ -24,14 +25,14 @@ def kafka_component(settings: Settings) -> Component:
         return [Program("kafka", kafka.command(settings, config), stopwaitsecs=60)]
 
     def ready() -> None:
-        kafka.wait_ready(settings.bootstrap)
-        kafka.ensure_topics(settings)
+        kafka_admin.wait_ready(settings.bootstrap)
+        kafka_admin.ensure_topics(settings)
 
     def metrics() -> dict:
         from orderlake import kafka_log
 
         try:
-            found = {"end_offsets": kafka.end_offsets(settings.bootstrap)}
+            found = {"end_offsets": kafka_admin.end_offsets(settings.bootstrap)}
         except Exception as exc:  # noqa: BLE001 - status must render even when Kafka is down
             return {"end_offsets": {"error": str(exc)}}
         try:

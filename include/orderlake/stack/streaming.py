@@ -11,10 +11,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from orderlake import contracts
+from orderlake import contracts, kafka_admin
 from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 
 NAME = "streaming"
 STALE_AFTER_S = 60  # no progress or idle event for this long: the job is not healthy
@@ -76,7 +75,7 @@ def wait_ready(
 
 def lag(settings: Settings, processed: dict) -> dict[str, dict[int, int]]:
     """Kafka end offsets minus the offsets the query has processed, per topic and partition."""
-    ends = kafka.end_offsets(
+    ends = kafka_admin.end_offsets(
         settings.bootstrap, (contracts.TOPIC_ACTIONS, contracts.TOPIC_PROFILES)
     )
     return {

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from confluent_kafka import KafkaException
 from pyspark.sql import DataFrame, SparkSession
 
+from orderlake import kafka_admin
 from orderlake.contracts import TOPIC_ACTIONS, TOPIC_PROFILES
 from orderlake.kafka_client import spark_options
 from orderlake.settings import Settings
-from orderlake.stack import kafka
 from orderlake.transforms import parsing
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def preload_profiles(
     """
     started = time.perf_counter()
     try:
-        marks = kafka.watermarks(settings.bootstrap, (TOPIC_PROFILES,))
+        marks = kafka_admin.watermarks(settings.bootstrap, (TOPIC_PROFILES,))
     except KafkaException as exc:  # the query reports an unreachable broker in its own way
         return {"skipped": f"Kafka offsets not read: {exc}"}
     done = processed.get(TOPIC_PROFILES, {})
