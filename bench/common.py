@@ -59,6 +59,20 @@ def git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def provenance(name: str, started: datetime, load_before: list[float]) -> dict:
+    """The head every benchmark's results start with: which benchmark, when, the code it ran
+    (commit and the tracked files that differed from it), the machine and its load around."""
+    return {
+        "benchmark": name,
+        "timestamp": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "git_commit": git("rev-parse", "--short", "HEAD") or None,
+        "git_modified_files": git("diff", "--name-only", "HEAD").splitlines(),
+        "machine": machine_info(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }
+
+
 def code_state() -> str:
     """A short hash of the uncommitted changes to the code the jobs run (include/, streaming/):
     other engineers change them while benchmarks run; the hash tells two runs' code apart."""

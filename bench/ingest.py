@@ -44,7 +44,7 @@ import numpy as np
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.common import RESULTS_DIR, format_loads, git, load_average, machine_info, write_results
+from bench.common import RESULTS_DIR, format_loads, load_average, provenance, write_results
 from bench.stack import Platform, running_platform
 from orderlake import contracts
 from orderlake.stack import flume
@@ -546,14 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"benchmark failed: {error}", file=sys.stderr)
             platform.keep_home = True  # for its logs
     result = {
-        "benchmark": "ingest",
-        "timestamp": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "git_commit": git("rev-parse", "--short", "HEAD") or None,
-        # tracked files that differed from the commit when the benchmark ran
-        "git_modified_files": git("diff", "--name-only", "HEAD").splitlines(),
-        "machine": machine_info(),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
+        **provenance("ingest", started, load_before),
         "settings": {
             "rates": args.rates,
             "seconds": args.seconds,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import speed as speed_package
-from bench.common import RESULTS_DIR, code_state, git, load_average, machine_info
+from bench.common import RESULTS_DIR, code_state, git, load_average, provenance
 from bench.speed import report
 from bench.speed.peer import run_peer
 from bench.speed.runner import (
@@ -103,16 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             bench.monitor.stop()
             bench.stop_spark()
     result = {
-        "benchmark": "speed",
-        "timestamp": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "git_commit": git("rev-parse", "--short", "HEAD") or None,
+        **provenance("speed", started, load_before),
         "git_dirty": bool(git("status", "--porcelain")),
-        # tracked files that differed from the commit when the benchmark ran
-        "git_modified_files": git("diff", "--name-only", "HEAD").splitlines(),
         "code_state_at_start": code_at_start,
-        "machine": machine_info(),
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
         "settings": {
             "rates": args.rates,
             "seconds": args.seconds,
