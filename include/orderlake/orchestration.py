@@ -145,8 +145,6 @@ def run_replay(arguments: list[str]) -> dict:
 LAG_SAMPLES = 10  # kept in ORDERLAKE_HOME/run/speed-lag-history.json
 GROWING_CHECKS = 3  # lag larger at each of this many consecutive checks = falling behind
 LAG_FLOOR = 10_000  # ... and above this many records (small lags come and go)
-# a start (JVM, profile preload after an outage) taking longer than this is hung
-STARTUP_LIMIT_S = 15 * 60  # the same limit as orderlake.stack.streaming.STARTUP_LIMIT_S
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ def assess_speed_layer(
     lags: list[int],
     stale_after_s: float,
     starting_for_s: float | None = None,
-    startup_limit_s: float = STARTUP_LIMIT_S,
+    startup_limit_s: float = Settings.model_fields["speed_startup_limit_s"].default,
 ) -> Verdict:
     """Pure decision of the streaming supervisor from what `orderlake status` knows.
 
@@ -216,7 +214,9 @@ def supervise_streaming(settings: Settings | None = None) -> dict:
     age = streaming.heartbeat_age(progress) if progress else None
     lags = _record_lag(settings, progress)
     starting = streaming.starting_for(progress) if progress else None
-    verdict = assess_speed_layer(state, age, lags, streaming.STALE_AFTER_S, starting)
+    verdict = assess_speed_layer(
+        state, age, lags, streaming.STALE_AFTER_S, starting, settings.speed_startup_limit_s
+    )
     log.info("speed layer: %s (%s)", verdict.action, verdict.reason)
     if verdict.action == "fail":
         raise AirflowFailException(verdict.reason)

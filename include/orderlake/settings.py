@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # de-duplication (about 230 bytes each; 500,000 is ~14 minutes of purchases at 10,000
     # events/s, 6% of them purchases); older duplicates are looked up in speed.purchases
     speed_counted_keys: int = Field(default=500_000, ge=2)
+    # a speed layer reporting itself starting (JVM, profile preload after an outage) for longer
+    # than this is hung: the supervisor DAG restarts it and `orderlake up` stops waiting
+    speed_startup_limit_s: float = Field(default=15 * 60, gt=0)
 
     # Batch layer: a day is final once the data has moved this far past its end
     lateness_minutes: int = 10

@@ -17,8 +17,6 @@ from orderlake.settings import Settings
 
 NAME = "streaming"
 STALE_AFTER_S = 60  # no progress or idle event for this long: the job is not healthy
-# a start (JVM, profile preload after an outage) taking longer than this is hung
-STARTUP_LIMIT_S = 15 * 60
 
 
 def progress_path(settings: Settings) -> Path:
@@ -44,13 +42,11 @@ def starting_for(progress: dict) -> float | None:
     return time.time() - datetime.fromisoformat(progress["started_at"]).timestamp()
 
 
-def wait_ready(
-    settings: Settings, timeout: float = 180, startup_limit: float = STARTUP_LIMIT_S
-) -> None:
+def wait_ready(settings: Settings, timeout: float = 180) -> None:
     """Wait until a query started after now reports (the file may hold a previous run's).
 
     Silence fails after ``timeout``; a job that keeps saying it is starting (a slow JVM on a
-    busy machine, a long profile preload) is given up to ``startup_limit``."""
+    busy machine, a long profile preload) is given up to ``speed_startup_limit_s``."""
     since = time.time()
     while True:
         progress = read_progress(settings) or {}
@@ -65,7 +61,7 @@ def wait_ready(
             return
         starting = fresh and heartbeat_age(progress) < STALE_AFTER_S
         waited = time.time() - since
-        if waited > (startup_limit if starting else timeout):
+        if waited > (settings.speed_startup_limit_s if starting else timeout):
             what = "was still starting after" if starting else "did not report within"
             raise OrderlakeError(
                 f"The speed layer {what} {waited:.0f} s; see {settings.logs_dir / (NAME + '.log')}."
