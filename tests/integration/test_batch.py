@@ -131,30 +131,6 @@ def checksum(spark, settings, name: str) -> str:
     return hashlib.sha256(repr(sorted(map(tuple, rows))).encode()).hexdigest()
 
 
-def test_a_replay_run_three_times_leaves_identical_tables(spark, loaded):
-    platform = loaded[0]
-    before = checksum(spark, platform.settings, "gold.orders_by_age_gender_daily")
-    silver_before = checksum(spark, platform.settings, "silver.user_actions")
-    sums = []
-    for _ in range(3):
-        platform.cli(
-            "replay",
-            "--topic",
-            contracts.TOPIC_ACTIONS,
-            "--from",
-            "0:100,1:100,2:100",
-            "--to",
-            "0:2000,1:2000,2:2000",
-            timeout=900,
-        )
-        sums.append(checksum(spark, platform.settings, "gold.orders_by_age_gender_daily"))
-    assert sums == [before] * 3
-    assert checksum(spark, platform.settings, "silver.user_actions") == silver_before
-    replays = read(spark, platform.settings, "ops.replays").collect()
-    assert len(replays) == 3 and {r["status"] for r in replays} == {"succeeded"}
-    assert {r["records"] for r in replays} == {5700}
-
-
 def test_a_replay_restores_deleted_rows(spark, loaded):
     platform = loaded[0]
     settings = platform.settings

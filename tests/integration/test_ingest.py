@@ -19,7 +19,7 @@ import pytest
 
 from orderlake import contracts, procs
 from orderlake.stack import flume
-from orderlake.workload.spool import SpoolWriter, generations
+from orderlake.workload.spool import SpoolWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -221,20 +221,6 @@ def test_50k_events_arrive_with_topic_and_key(platform, kafka_tail, tmp_path):
             assert m.key().decode() == str(value["user_id"])
             profiles[value["user_id"]] = value
     assert users <= set(profiles), "every user of the run has its profile in Kafka"
-
-
-def test_rotation_by_rename_mid_stream_loses_nothing(platform, kafka_tail, tmp_path):
-    # ~220 bytes per action line: 40,000 actions make ~8.8 MB, so 2 MB rotates 4 times
-    manifest = generate(platform, tmp_path, 40_000, 301, "--rate", "8000", "--rotate-mb", "2")
-    host_dir = platform.settings.spool_dir / "host-1"
-    assert len(generations(host_dir, contracts.ACTIONS_FILE)) > 2, "the run rotated actions.log"
-
-    wanted = expected_event_ids(manifest)
-    tail = kafka_tail([contracts.TOPIC_ACTIONS])
-    seen = wait_for_ids(tail, wanted)
-    missing = wanted - set(seen)
-    assert not missing, f"rotation lost {len(missing)} events"
-    report_duplicates("rotation", wanted, seen)
 
 
 @pytest.mark.parametrize("fault", ["SIGSTOP", "SIGKILL"])
