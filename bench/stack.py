@@ -10,7 +10,6 @@ would, so a benchmark never touches another platform running on the same machine
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,31 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orderlake.settings import Settings
-from orderlake.stack.ports import free_port, in_use
+from tests.fixtures.stack import isolated_env, settings_from
 
 ORDERLAKE = [sys.executable, "-m", "orderlake.cli"]
-
-
-def isolated_env(home: Path, hosts: int = 2) -> dict[str, str]:
-    """Environment for one isolated platform: its own home and ports free right now."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLAKE_")}
-    monitor = free_port()
-    while any(in_use(monitor + i) for i in range(1, hosts + 1)):  # edge host-N: monitor + N
-        monitor = free_port()
-    env.update(
-        ORDERLAKE_HOME=str(home),
-        ORDERLAKE_HOSTS=str(hosts),
-        ORDERLAKE_KAFKA_PORT=str(free_port()),
-        ORDERLAKE_KAFKA_CONTROLLER_PORT=str(free_port()),
-        ORDERLAKE_FLUME_COLLECTOR_PORT=str(free_port()),
-        ORDERLAKE_FLUME_MONITOR_PORT=str(monitor),
-        ORDERLAKE_AIRFLOW_PORT=str(free_port()),
-        ORDERLAKE_AIRFLOW_WORKER_LOG_PORT=str(free_port()),
-        ORDERLAKE_AIRFLOW_TRIGGER_LOG_PORT=str(free_port()),
-        ORDERLAKE_DASHBOARD_PORT=str(free_port()),
-        ORDERLAKE_SPARK_CONNECT_PORT=str(free_port()),
-    )
-    return env
 
 
 @dataclass
@@ -101,8 +78,8 @@ def running_platform(
     otherwise every component starts.
     """
     home = Path(tempfile.mkdtemp(prefix="orderlake-bench-")) / "home"
-    env = isolated_env(home, hosts)
-    platform = Platform(env, Settings(home=home, **_ports(env)), keep_home)
+    env = isolated_env(home, hosts=hosts)
+    platform = Platform(env, settings_from(env), keep_home)
     try:
         up = ["up"]
         if only and "--only" in platform.cli("up", "--help"):
@@ -118,11 +95,3 @@ def running_platform(
             print(f"kept ORDERLAKE_HOME={home} (logs in {home / 'logs'})", file=sys.stderr)
         else:
             shutil.rmtree(home.parent, ignore_errors=True)
-
-
-def _ports(env: dict[str, str]) -> dict[str, int]:
-    return {
-        k.removeprefix("ORDERLAKE_").lower(): int(v)
-        for k, v in env.items()
-        if k.startswith("ORDERLAKE_") and k != "ORDERLAKE_HOME"
-    }
