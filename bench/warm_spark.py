@@ -15,6 +15,9 @@ generated actions (loaded by the warm side); then, in turn cold, warm, cold, war
 
 Every figure is the wall time of the whole command, started as a user starts it. The cold side
 runs the base revision's code from a git worktree (sharing this checkout's .venv and jars).
+After the rounds, each warm command runs once more under cProfile: the client waits on the
+server for every query, so a function's cumulative time is what that step costs end to end
+(the profile table: where the warm seconds go).
 Output: ``bench/results/warm-spark.json`` and ``warm-spark.md`` (also printed).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -65,12 +69,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def timed(platform: Platform, side: Path, *args: str, ok: tuple[int, ...] = (0,)) -> float:
-    """Wall seconds of `orderlake ARGS` run from ``side``'s code, as its own process."""
+def timed(
+    platform: Platform,
+    side: Path,
+    *args: str,
+    ok: tuple[int, ...] = (0,),
+    profile: Path | None = None,
+) -> float:
+    """Wall seconds of `orderlake ARGS` run from ``side``'s code, as its own process (under
+    cProfile, writing ``profile``, when given)."""
     env = {**platform.env, "PYTHONPATH": str(side / "include")}
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "orderlake.cli", *args],
+        [sys.executable, *profiler, "-m", "orderlake.cli", *args],
         env=env,
         cwd=side,
         capture_output=True,
@@ -94,6 +106,22 @@ def new_day(day: str):
     return rewrite
 
 
+# the entry points every command passes through: their time is the whole command's
+ENTRY_POINTS = {"main", "run_command", "execute", "_dispatch", "<module>"}
+
+
+def top_functions(profile: Path, most: int = 8) -> list[dict]:
+    """orderlake's own functions by cumulative seconds, the command's entry points left out."""
+    rows = []
+    measured = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
+    for (file, _, name), (_, calls, _, cumulative, _) in measured.items():
+        if "/include/orderlake/" not in file or name in ENTRY_POINTS:
+            continue
+        where = file.split("/include/", 1)[1].removesuffix(".py").replace("/", ".")
+        rows.append({"function": f"{where}.{name}", "calls": calls, "s": round(cumulative, 2)})
+    return sorted(rows, key=lambda r: -r["s"])[:most]
+
+
 def duckdb_count(platform: Platform) -> float:
     table = platform.settings.lake_dir / "silver" / "user_actions"
     started = time.monotonic()
@@ -108,6 +136,7 @@ def run(args: argparse.Namespace) -> dict:
     cold = base_worktree(args.base, scratch)
     warm = PROJECT_ROOT
     figures: dict[str, dict[str, list[float]]] = {}
+    profiles: dict[str, dict] = {}
 
     def record(name: str, side: str, seconds: float) -> None:
         figures.setdefault(name, {"cold": [], "warm": []})[side].append(seconds)
@@ -136,13 +165,21 @@ def run(args: argparse.Namespace) -> dict:
                         rewrite=new_day(day.isoformat()),
                     )
                     day += timedelta(days=1)
-                    record("one new day", side, timed(platform, tree, "batch", "all"))
-                    record("validate", side, timed(platform, tree, "validate"))
-                    record("reconcile", side, timed(platform, tree, "reconcile", ok=(0, 3)))
-                    record("sql count", side, timed(platform, tree, "sql", COUNT_SQL))
+                    for name, command, ok in COMMANDS:
+                        record(name, side, timed(platform, tree, *command, ok=ok))
                 figures.setdefault("sql count", {}).setdefault("duckdb", []).append(
                     duckdb_count(platform)
                 )
+            produce_lines(
+                bootstrap,
+                contracts.TOPIC_ACTIONS,
+                spool_files(spool, contracts.ACTIONS_FILE),
+                rewrite=new_day(day.isoformat()),
+            )
+            for name, command, ok in COMMANDS:
+                out = scratch / f"{name.replace(' ', '-')}.prof"
+                wall = timed(platform, warm, *command, ok=ok, profile=out)
+                profiles[name] = {"wall_s": wall, "functions": top_functions(out)}
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(cold)], cwd=PROJECT_ROOT)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -160,10 +197,18 @@ def run(args: argparse.Namespace) -> dict:
             name: {side: median(values) for side, values in sides.items()}
             for name, sides in figures.items()
         },
+        "profiles": profiles,
     }
 
 
 AIMS = {"one new day": 15.0, "validate": 15.0, "reconcile": 10.0, "sql count": 2.0}
+# (name, `orderlake` arguments, exit codes that count as done: a reconciliation may find gaps)
+COMMANDS = [
+    ("one new day", ("batch", "all"), (0,)),
+    ("validate", ("validate",), (0,)),
+    ("reconcile", ("reconcile",), (0, 3)),
+    ("sql count", ("sql", COUNT_SQL), (0,)),
+]
 
 
 def render(doc: dict) -> str:
@@ -191,6 +236,19 @@ def render(doc: dict) -> str:
         "DuckDB column counts the same rows over the table's current Parquet files (listed by "
         "delta-rs) in a fresh Python process.",
     ]
+    if doc.get("profiles"):
+        lines += [
+            "",
+            "Where the warm seconds go: one more run of each warm command under cProfile; "
+            "orderlake's functions by cumulative seconds (nested calls are inside their callers).",
+            "",
+            "| command (wall s) | function | calls | cumulative s |",
+            "|---|---|---:|---:|",
+        ]
+        for name, prof in doc["profiles"].items():
+            for i, row in enumerate(prof["functions"]):
+                head = f"{name} ({prof['wall_s']:.1f})" if i == 0 else ""
+                lines.append(f"| {head} | `{row['function']}` | {row['calls']} | {row['s']:.2f} |")
     return "\n".join(lines)
 
 
