@@ -127,6 +127,31 @@ def test_a_cut_host_is_unreachable_until_restored(harness):
     assert done.stdout.split()[0] == str(network.hosts["kafka-1"].address)
 
 
+def test_a_partition_drops_traffic_between_its_sides_only_until_healed(harness):
+    """The Spark side cut from the Kafka side: connections across time out (nothing answers,
+    as across a failed switch), each side still reaches itself and the rest, and healing
+    carries traffic again."""
+    network = harness.network(["kafka-1", "kafka-2", "spark-worker-1", "host-1"])
+    for host in ("kafka-1", "kafka-2", "spark-worker-1"):
+        serve(harness, network, host, 9092)
+    network.partition(["spark-worker-1"], ["kafka-1", "kafka-2"])
+    started = time.monotonic()
+    done = connect(network, "spark-worker-1", "kafka-1", 9092, timeout=2.0)
+    assert done.returncode == 1 and "TimeoutError" in done.stderr, done.stderr
+    assert time.monotonic() - started >= 2.0  # dropped, not refused
+    assert connect(network, "kafka-2", "spark-worker-1", 9092, timeout=2.0).returncode == 1
+    assert connect(network, "kafka-1", "kafka-2", 9092).returncode == 0  # a side stays whole
+    assert connect(network, "host-1", "kafka-1", 9092).returncode == 0  # others are not cut
+    assert connect(network, "host-1", "spark-worker-1", 9092).returncode == 0
+
+    network.heal(["spark-worker-1"], ["kafka-1", "kafka-2"])
+    deadline = time.monotonic() + 15
+    while (done := connect(network, "spark-worker-1", "kafka-1", 9092)).returncode != 0:
+        assert time.monotonic() < deadline, f"still cut after heal: {done.stderr}"
+        time.sleep(0.5)
+    assert connect(network, "kafka-2", "spark-worker-1", 9092).returncode == 0
+
+
 def test_teardown_leaves_nothing_of_the_run(harness):
     network = harness.network(["kafka-1", "host-1"])
     sleeper = harness.start(network.exec_argv("host-1", ["sleep", "300"]))

@@ -25,6 +25,7 @@ Example::
     net = Network.create({"kafka-1": [], "flume-edge-host-1": ["host-1"]})
     subprocess.run(net.exec_argv("host-1", ["python", "-c", "..."]))
     net.cut("kafka-1"); net.restore("kafka-1")
+    net.partition(["spark-worker-1"], ["kafka-1"]); net.heal(["spark-worker-1"], ["kafka-1"])
     net.teardown()
 """
 
@@ -427,6 +428,25 @@ class Network:
     def restore(self, host: str) -> None:
         _ip("link", "set", self.host(host).veth, "up")
 
+    def partition(self, side_a: Iterable[str], side_b: Iterable[str]) -> None:
+        """Cut every host of ``side_a`` from every host of ``side_b``, each side still whole:
+        each host's neighbour entry for the other side's addresses points at a MAC no port
+        has, so frames are dropped silently, as across a failed switch (no netfilter or tc
+        actions needed); connections time out instead of being refused."""
+        for here, there in self._pairs(side_a, side_b):
+            _ip("-n", self.host(here).namespace, "neigh", "replace", str(self.host(there).address),
+                "lladdr", NOWHERE_MAC, "dev", "eth0", "nud", "permanent")  # fmt: skip
+
+    def heal(self, side_a: Iterable[str], side_b: Iterable[str]) -> None:
+        """Undo ``partition``: the hosts resolve each other's addresses again (ARP)."""
+        for here, there in self._pairs(side_a, side_b):
+            _ip("-n", self.host(here).namespace, "neigh", "del", str(self.host(there).address),
+                "dev", "eth0", missing_ok=True)  # fmt: skip
+
+    def _pairs(self, side_a: Iterable[str], side_b: Iterable[str]) -> list[tuple[str, str]]:
+        a, b = list(side_a), list(side_b)
+        return [(x, y) for x in a for y in b] + [(y, x) for x in a for y in b]
+
     def link_up(self, host: str) -> bool:
         (link,) = _ip_json("link", "show", self.host(host).veth)
         return "UP" in link.get("flags", [])
@@ -434,6 +454,11 @@ class Network:
     def pids(self, host: str) -> list[int]:
         """Processes running in the host's namespace."""
         return namespace_pids(self.host(host).namespace)
+
+
+# a locally administered unicast address no interface of a run has: frames sent to it are
+# flooded by the bridge and dropped by every host
+NOWHERE_MAC = "02:00:00:0d:ea:d0"
 
 
 def render_hosts(network: Network) -> str:
