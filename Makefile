@@ -109,7 +109,7 @@ bench-warm-spark: setup ## batch steps and queries on the warm Spark vs a JVM ea
 perf-doc: setup ## docs/PERFORMANCE.md from bench/results/*.json (one current table per benchmark)
 	$(PY) -m bench.perf_doc
 
-soak: setup ## every fault of the battery at its soak count (about 1.5 h); bench/results/soak.md
+soak: setup ## every fault of the battery at its soak count (about 25 min); bench/results/soak.md
 	$(PY) -m bench.soak
 
 lint: setup ## ruff lint and format check

@@ -7,9 +7,9 @@ speed layer's driver on its own host). Orders are generated on host-1 and host-2
 `orderlake cluster exec`; Kafka is read from inside the cluster as the admin principal
 (tests/cluster/probe.py); the speed layer's Delta table is read from the shared volume. Then:
 a partition leader and then the active KRaft controller SIGKILLed while a host writes (each
-restarted by supervisord), an edge host unplugged while it writes, a
-client without credentials and a principal without the ACL. Every count is exact against the
-generator's manifests; `cluster down` must leave nothing behind.
+restarted by supervisord), an edge host unplugged while it writes, the Spark hosts cut from the
+brokers for 30 s, a client without credentials and a principal without the ACL. Every count is
+exact against the generator's manifests; `cluster down` must leave nothing behind.
 """
 
 from __future__ import annotations
@@ -266,6 +266,32 @@ def test_an_edge_host_unplugged_while_it_writes_catches_up_once_restored(cluster
     seen = cluster.wait_for_kafka()
     assert seen["distinct_event_ids"] == cluster.expected_events(), seen
     assert cluster.wait_for_speed() == cluster.expected_buckets(), cluster.logs("streaming")
+
+
+CUT_S = 30
+
+
+def test_the_spark_hosts_cut_from_the_kafka_hosts_for_30_s_recover_by_themselves(cluster):
+    """The Spark master, workers and the speed layer's driver lose the brokers (frames dropped,
+    as across a failed switch) while host-2 writes; Kafka takes every event, the speed layer
+    counts none of them until the link is back, then all of them, exactly once."""
+    network = netns.Network.load(cluster.status()["run_id"])
+    spark = [h for h in network.hosts if h.startswith("spark") or h == "streaming"]
+    brokers = ["kafka-1", "kafka-2", "kafka-3"]
+    before = cluster.speed_buckets()
+    network.partition(spark, brokers)
+    cut_at = time.monotonic()
+    try:
+        cluster.generate("host-2")
+        seen = cluster.wait_for_kafka()
+        assert seen["distinct_event_ids"] == cluster.expected_events(), seen
+        time.sleep(max(0.0, CUT_S - (time.monotonic() - cut_at)))
+        assert cluster.speed_buckets() == before, "the speed layer read Kafka through the cut"
+    finally:
+        network.heal(spark, brokers)
+    assert cluster.wait_for_speed(timeout=600) == cluster.expected_buckets(), cluster.logs(
+        "streaming", "spark-worker", "spark-worker-2"
+    )
 
 
 def test_down_leaves_no_namespace_link_or_process(cluster):

@@ -29,3 +29,20 @@ def test_raised_case_is_not_exact_and_names_the_error():
     text = render(doc_with(row))
     assert "| rotations | 0 | 0 | 0 | 0 / 0 | 0 / 0 | - | - | NO |" in text
     assert "- rotations: raised TimeoutError: speed tables not exact after 600 s" in text
+
+
+def test_each_row_shows_what_its_case_added_to_the_lakes_quarantine():
+    """One lake for every case: the quarantine grows; a row shows only its own case's rows."""
+    first = failed_case("malformed", 1, RuntimeError("x")) | {
+        "quarantined": {"batch": {"not_json": 4, "empty_record": 2}}
+    }
+    second = failed_case("rotations", 1, RuntimeError("y")) | {
+        "quarantined": {"batch": {"not_json": 8, "empty_record": 2}}  # 4 delivered again
+    }
+    third = failed_case("vacuum_guard", 1, RuntimeError("z")) | {
+        "quarantined": {"batch": {"not_json": 8, "empty_record": 2}}
+    }
+    rows = [x for x in render(doc_with(first, second, third)).splitlines() if x.startswith("| ")]
+    assert "| empty_record 2, not_json 4 |" in rows[1]
+    assert "| not_json 4 |" in rows[2]
+    assert "| - |" in rows[3]
