@@ -194,16 +194,19 @@ def soak(d: Doc) -> Table:
         "soak.json",
         f"the fault battery (tests/faults) at its soak counts x{d.get('scale')}, one live lake, "
         f"{d.get('minutes')} min",
-        ("fault", "injected", "events", "lost speed / gold", "twice speed / gold", "exact"),
-    )
+        ("fault", "injected", "events", "purchases (lake)", "lost speed / gold",
+         "twice speed / gold", "recovery s (max)", "exact"),
+    )  # fmt: skip
     for c in d["cases"]:
         t.rows.append(
             (
                 c["case"],
                 num(c.get("faults_injected")),
                 num(c.get("events_sent")),
+                num(c.get("purchases_expected")),
                 f"{c.get('speed_lost')} / {c.get('gold_lost')}",
                 f"{c.get('speed_doubled')} / {c.get('gold_doubled')}",
+                num(max(c.get("recovery_s") or [0])),
                 num(c.get("exact")),
             )
         )
