@@ -30,6 +30,7 @@ import duckdb
 from deltalake import DeltaTable
 
 from orderlake import contracts, lake
+from orderlake.procs import process_start
 from orderlake.stack import edge
 from orderlake.workload.spool import SpoolWriter, generations
 from tests.fixtures.stack import ORDERLAKE, Platform
@@ -271,8 +272,15 @@ class Battery:
         os.kill(old, signal.SIGKILL)
         self.platform.wait_restarted(component, old, timeout=180)
 
-    def edge_jvm(self, host: str) -> int:
-        return edge.read_health(self.settings, host)["pid"]
+    def edge_jvm(self, host: str, timeout: float = 120.0) -> int:
+        """The edge agent's running JVM; after a kill, the one its watchdog started again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid = edge.read_health(self.settings, host).get("pid")
+            if pid and process_start(pid) is not None:
+                return pid
+            assert time.monotonic() < deadline, f"no edge JVM running on {host} in {timeout} s"
+            time.sleep(0.5)
 
     def kill_between_commit_and_offsets(self, timeout: float = 60.0) -> bool:
         """kill -9 of the speed layer right after a micro-batch committed its speed tables and
@@ -464,12 +472,16 @@ def rotations(b: Battery, times: int) -> Outcome:
     notes, faults, i = [], 0, 0
     while writer.poll() is None:
         time.sleep(1.5)
-        host = b.settings.host_names[i % len(b.settings.host_names)]
+        # each host in turn gets both faults: stopped, then killed
+        host = b.settings.host_names[(i // 2) % len(b.settings.host_names)]
         if i % 2 == 0:
             jvm = b.edge_jvm(host)
-            os.kill(jvm, signal.SIGSTOP)
-            time.sleep(2.0)
-            os.kill(jvm, signal.SIGCONT)
+            try:
+                os.kill(jvm, signal.SIGSTOP)
+                time.sleep(2.0)
+                os.kill(jvm, signal.SIGCONT)
+            except ProcessLookupError:  # the watchdog restarted it just now: the next fault
+                continue
             notes.append("rotated while an edge JVM was stopped (SIGSTOP)")
         else:
             b.kill(f"flume-edge-{host}")

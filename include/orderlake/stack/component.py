@@ -28,6 +28,9 @@ class Component:
     # supervised program names, when they are not just the component's own name
     program_names: list[str] = field(default_factory=list)
     data_dirs: list[Path] = field(default_factory=list)  # whose free space `status` shows
+    # components that must be ready before this one's programs start (`up` starts the others
+    # at once: independent JVMs and Airflow come up side by side)
+    needs: tuple[str, ...] = ()
 
     @property
     def supervised(self) -> list[str]:

@@ -1,15 +1,20 @@
 """The embedded platform: `orderlake up`, `down` and `status` over supervised components.
 
 A component knows its supervised programs, the ports it needs, how to prepare its files, how to
-tell it is ready and what `status` shows about it. ``up`` starts components in order (Kafka, then
-the Flume collector, then the edge agents, ...), waiting for each to be ready.
+tell it is ready, what `status` shows about it and which components it needs. ``up`` starts each
+component as soon as those it needs are ready: Kafka, the warm Spark and the dashboard at once;
+the Flume collector and the speed layer once Kafka (with its topics) is ready; the edge agents
+after the collector; Airflow, whose schedules start batch jobs and watch the speed layer, last.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from orderlake import kafka_admin
 from orderlake.errors import OrderlakeError
@@ -110,6 +115,7 @@ def flume_component(settings: Settings, agent: str) -> Component:
         name,
         programs,
         ports=needed,
+        needs=("kafka",) if agent == flume.COLLECTOR else (flume.component_name(flume.COLLECTOR),),
         ready=ready,
         address=address,
         data_dirs=data,
@@ -168,6 +174,7 @@ def streaming_component(settings: Settings) -> Component:
     return Component(
         streaming.NAME,
         programs,
+        needs=("kafka",),
         ready=lambda: streaming.wait_ready(settings),
         address=lambda: {"progress": str(streaming.progress_path(settings))},
         metrics=lambda: streaming.metrics(settings),
@@ -176,7 +183,7 @@ def streaming_component(settings: Settings) -> Component:
 
 def airflow_component(settings: Settings) -> Component:
     """Airflow 3: API server, scheduler, DAG processor and triggerer (orderlake.stack.airflow)."""
-    from orderlake.stack import airflow
+    from orderlake.stack import airflow, spark_server, streaming
 
     return Component(
         airflow.NAME,
@@ -192,6 +199,8 @@ def airflow_component(settings: Settings) -> Component:
                 "ORDERLAKE_AIRFLOW_TRIGGER_LOG_PORT",
             ),
         },
+        # its DAGs run batch jobs on the warm Spark and restart a speed layer without heartbeat
+        needs=(spark_server.NAME, streaming.NAME),
         ready=lambda: airflow.wait_ready(settings),
         address=lambda: airflow.address(settings),
         metrics=lambda: airflow.metrics(settings),
@@ -243,16 +252,62 @@ def up(
     progress(f"starting supervisord ({len(programs)} programs, logs in {settings.logs_dir})")
     sup.start_daemon(programs)
     try:
-        for part, progs in planned:
-            progress(f"starting {part.name} ...")
-            for program in progs:
-                sup.start(program.name)
-            part.ready()
+        start_when_needed(sup, planned, progress)
     except BaseException:
         progress("start failed; stopping what was started")
         sup.shutdown()
         raise
     return status(settings)
+
+
+def start_when_needed(
+    sup: Supervisor,
+    planned: list[tuple[Component, list[Program]]],
+    progress: Callable[[str], None],
+) -> None:
+    """Start every component whose needs are ready (needs outside ``planned`` count as met),
+    all of them together, and wait for their readiness side by side; each component that
+    becomes ready may let others start. The first readiness that fails is raised."""
+    selected = {part.name for part, _ in planned}
+    ready: set[str] = set()
+    waiting = {part.name: (part, progs) for part, progs in planned}
+    outcomes: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+    pending = 0
+    while waiting or pending:
+        now = [name for name, (part, _) in waiting.items() if set(part.needs) & selected <= ready]
+        programs = []
+        for name in now:
+            part, progs = waiting.pop(name)
+            progress(f"starting {name} ...")
+            programs += [program.name for program in progs]
+        if programs:  # each start waits its program's startsecs: overlap them
+            with ThreadPoolExecutor(max_workers=len(programs)) as pool:
+                list(pool.map(sup.start, programs))
+        for name in now:
+            # daemon threads: a failed `up` does not wait for the others' readiness timeouts
+            threading.Thread(target=_ready, args=(planned, name, outcomes), daemon=True).start()
+            pending += 1
+        if not pending:
+            raise OrderlakeError(f"{', '.join(waiting)} need components that never start.")
+        name, error = outcomes.get()
+        pending -= 1
+        if error is not None:
+            raise error
+        ready.add(name)
+
+
+def _ready(
+    planned: list[tuple[Component, list[Program]]],
+    name: str,
+    outcomes: queue.Queue[tuple[str, BaseException | None]],
+) -> None:
+    part = next(p for p, _ in planned if p.name == name)
+    try:
+        part.ready()
+    except BaseException as exc:  # noqa: BLE001 - handed to the thread that runs `up`
+        outcomes.put((name, exc))
+    else:
+        outcomes.put((name, None))
 
 
 def _selected(name: str, only: set[str] | None) -> bool:
