@@ -84,7 +84,9 @@ def format_status(state: dict) -> str:
                 f" in {info['events_in']}, out {info['events_out']}"
             )
         health = info.get("health") or {}
-        if health.get("state"):
+        if isinstance(health, str):  # Airflow's API server did not answer its health check
+            detail = health
+        elif health.get("state"):  # an edge agent's watchdog
             restarts = health.get("restarts") or 0
             detail += f"; {health['state']}" + (f", restarted {restarts}x" if restarts else "")
             if health.get("last_reason"):

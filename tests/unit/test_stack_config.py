@@ -160,6 +160,17 @@ def test_status_table_lists_components_and_offsets():
     assert "tmall.user_actions: 0=5 1=7  total=12" in table
 
 
+def test_status_shows_an_airflow_that_does_not_answer_its_health_check():
+    """Right after start on a busy machine Airflow's API may not answer within 3 s: its health
+    is then a sentence, not the per-part document, and the table says it (it once crashed)."""
+    state = {
+        "airflow": {"state": "RUNNING", "pid": 7, "health": "API server not answering"},
+        "flume-edge-host-1": {"state": "RUNNING", "pid": 8, "health": {"state": "reading"}},
+    }
+    table = format_status(state)
+    assert "API server not answering" in table and "; reading" in table
+
+
 def test_cluster_ids_never_look_like_flags():
     ids = [kafka.new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
