@@ -22,7 +22,7 @@ GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
         bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-batch bench-airflow \
-        bench-warm-spark soak perf-doc lint secrets-scan fmt \
+        bench-warm-spark bench-startup soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
 help: ## list the targets
@@ -102,6 +102,9 @@ bench-batch: setup ## bronze load rate, silver+gold rebuild at 1 M and 10 M even
 
 bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps, on the embedded Airflow
 	$(PY) -m bench.airflow
+
+bench-startup: setup ## `orderlake up` of every component vs a base revision (BASE=rev), interleaved
+	$(PY) -m bench.startup --base $${BASE:-ac56884}
 
 bench-warm-spark: setup ## batch steps and queries on the warm Spark vs a JVM each (BASE=rev before it)
 	$(PY) -m bench.warm_spark --base $${BASE:-2a31418}

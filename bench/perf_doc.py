@@ -213,6 +213,20 @@ def soak(d: Doc) -> Table:
     return t
 
 
+def startup(d: Doc) -> Table:
+    t = Table(
+        "Platform start: `orderlake up` of every component",
+        "startup.json",
+        f"fresh home each time, this checkout against {d.get('base')}, interleaved",
+        ("round", "base s", "this s"),
+    )
+    for i, r in enumerate(d.get("rounds") or [], 1):
+        t.rows.append((str(i), num(r.get("base")), num(r.get("this"))))
+    med = d.get("median_s") or {}
+    t.rows.append(("median", num(med.get("base")), num(med.get("this"))))
+    return t
+
+
 def cluster(d: Doc) -> Table:
     ingest, failover = d.get("ingest") or {}, d.get("failover") or {}
     t = Table(
@@ -282,6 +296,7 @@ READERS: dict[str, Callable[[Doc], Table]] = {
     "batch.json": batch,
     "airflow.json": airflow,
     "warm-spark.json": warm_spark,
+    "startup.json": startup,
     "soak.json": soak,
     "cluster.json": cluster,
     "speed-ab.json": ab("Speed layer A/B", "speed-ab.json"),
