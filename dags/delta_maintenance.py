@@ -16,7 +16,7 @@ from orderlake import orchestration as o
     schedule=o.cron("0 2 * * *"),
     catchup=False,
     max_active_runs=1,
-    default_args=o.DEFAULT_ARGS,
+    default_args=o.default_args(),
     tags=["orderlake", "maintenance"],
     doc_md=__doc__,
 )

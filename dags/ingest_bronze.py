@@ -17,7 +17,7 @@ from orderlake import orchestration as o
     schedule=o.cron("*/5 * * * *"),
     catchup=False,
     max_active_runs=1,
-    default_args=o.DEFAULT_ARGS,
+    default_args=o.default_args(),
     tags=["orderlake", "batch", "bronze"],
     doc_md=__doc__,
 )

@@ -16,7 +16,7 @@ from orderlake import orchestration as o
 @dag(
     schedule=None,
     catchup=False,
-    default_args=o.DEFAULT_ARGS,
+    default_args=o.default_args(),
     tags=["orderlake", "batch", "replay"],
     doc_md=__doc__,
     params={

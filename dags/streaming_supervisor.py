@@ -17,7 +17,7 @@ from orderlake import orchestration as o
     schedule=timedelta(minutes=2),
     catchup=False,
     max_active_runs=1,
-    default_args={**o.DEFAULT_ARGS, "retry_delay": timedelta(seconds=20)},
+    default_args={**o.default_args(), "retry_delay": timedelta(seconds=20)},
     dagrun_timeout=timedelta(minutes=5),
     tags=["orderlake", "streaming", "operations"],
     doc_md=__doc__,

@@ -15,7 +15,7 @@ from orderlake import orchestration as o
     schedule=AssetOrTimeSchedule(timetable=o.cron("0 3 * * *"), assets=o.GOLD),
     catchup=False,
     max_active_runs=1,
-    default_args=o.DEFAULT_ARGS,
+    default_args=o.default_args(),
     tags=["orderlake", "quality"],
     doc_md=__doc__,
 )

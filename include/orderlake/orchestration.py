@@ -38,11 +38,16 @@ def cron(expression: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(expression, timezone="UTC", run_immediately=timedelta(0))
 
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "data-engineering",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-}
+def default_args() -> dict[str, Any]:
+    """Task defaults of every DAG, read when its file is parsed: two retries, each after
+    ORDERLAKE_TASK_RETRY_DELAY_S (a failure waits for a restarted component, not a tight loop)."""
+    return {
+        "owner": "data-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=Settings.from_env().task_retry_delay_s),
+    }
+
+
 # Delta on a local filesystem is safe for commits from one JVM at a time: every task that
 # commits to the lake takes the one slot of this pool (created by `orderlake up`).
 LAKE_POOL = "lake_writer"

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     lateness_minutes: int = 10
     vacuum_min_hours: float = 168.0  # VACUUM never keeps less history than this
     pin_days: int = 7  # versions compared by a reconciliation stay readable this long
+    # Airflow tasks: seconds before a failed task's retry (two retries)
+    task_retry_delay_s: float = Field(default=60.0, gt=0)
     # data quality: the largest share of bronze records silver may quarantine before it fails
     dq_max_quarantine_rate: float = Field(default=0.01, ge=0, le=1)
 

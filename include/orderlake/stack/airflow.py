@@ -32,6 +32,11 @@ from orderlake.stack.supervisor import Program
 NAME = "airflow"
 ADMIN = "admin"
 PROGRAMS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# seconds between SIGTERM and SIGKILL. Idle, the scheduler or the DAG processor (one of them,
+# run to run) sits out SIGTERM for the whole wait, which held every `orderlake down` for a
+# minute; its running tasks are killed with its process group either way, and the next
+# scheduler fails or retries them. The API server and the triggerer stop within seconds.
+STOP_WAIT_S = 15
 LAKE_POOL = "lake_writer"  # orchestration.LAKE_POOL; not imported: that module imports Airflow
 
 
@@ -169,7 +174,7 @@ def programs(settings: Settings) -> list[Program]:
             directory=settings.airflow_home,
             environment=env,
             startsecs=5,
-            stopwaitsecs=60,
+            stopwaitsecs=STOP_WAIT_S,
         )
         for name in PROGRAMS
     ]
