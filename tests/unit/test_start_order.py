@@ -2,7 +2,6 @@
 ones together (fake programs: this is the scheduling rule, not the processes)."""
 
 import threading
-import time
 
 import pytest
 
@@ -18,15 +17,18 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[str] = []
         self.lock = threading.Lock()
+        self.edges_started = threading.Event()
 
     def start(self, name: str) -> None:
         with self.lock:
             self.events.append(f"start {name}")
+        if name.startswith("flume-edge"):
+            self.edges_started.set()
 
     def component(self, name: str, needs: tuple[str, ...] = ()) -> tuple[Component, list]:
         def ready() -> None:
-            # the warm Spark takes longest to start, as it does for real
-            time.sleep(0.3 if name == "spark" else 0.02)
+            if name == "spark":  # the slowest start, as for real: ready only once the edges
+                self.edges_started.wait(timeout=10)  # started (never, if waited in turn)
             with self.lock:
                 self.events.append(f"ready {name}")
 
