@@ -149,14 +149,24 @@ def _register(spark: SparkSession, settings: Settings, name: str) -> None:
     # re-creating the entry makes the name point at this lake even if the catalog registered
     # another lake's table before (tests)
     forget(spark, name)
-    spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
+    try:
+        spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
+    except PySparkException as exc:
+        # another session registered the same lake at the same moment (a job retried while
+        # `orderlake restart spark` registers the tables): the name is there, as wanted
+        if "TABLE_OR_VIEW_ALREADY_EXISTS" not in str(exc):
+            raise
 
 
 def forget(spark: SparkSession, name: str) -> None:
-    """Drop the catalog entry of a table or view; a table's files stay (external)."""
+    """Drop the catalog entry of a table or view; a table's files stay (external). Another
+    session may drop it in between: IF EXISTS."""
     if spark.catalog.tableExists(name):
-        kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
-        spark.sql(f"DROP {kind} {name}")
+        try:
+            kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
+        except PySparkException:  # gone since tableExists
+            return
+        spark.sql(f"DROP {kind} IF EXISTS {name}")
 
 
 def ensure_tables(spark: SparkSession, settings: Settings, specs: list[TableSpec | str]) -> None:
