@@ -13,14 +13,12 @@ from tests.fixtures.stack import MAIN_JOB, Platform, isolated_env, settings_from
 
 @pytest.fixture(scope="package")
 def main_job(tmp_path_factory):
-    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000 and 10 s
-    between a task's failure and its retry.
+    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000.
 
     Package scope: the platform (Airflow's schedules start Spark jobs, the speed layer polls)
     stops after the last e2e test instead of taking CPU from every later test."""
     env = isolated_env(tmp_path_factory.mktemp("main-job") / "home")
     env["ORDERLAKE_RUN_EVENTS"] = "20000"
-    env["ORDERLAKE_TASK_RETRY_DELAY_S"] = "10"  # test_operations waits for one retry
     platform = Platform(env, settings_from(env))
     try:
         done = subprocess.run(MAIN_JOB, env=env, capture_output=True, text=True, timeout=2700)

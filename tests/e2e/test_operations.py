@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from orderlake import contracts, kafka_admin, lake
+from orderlake import contracts, kafka_admin, lake, locks
 from orderlake.stack import airflow
 from orderlake.stack.supervisor import Supervisor
 from tests.fixtures.stack import produce
@@ -169,10 +169,13 @@ def test_a_task_that_fails_once_succeeds_on_its_retry_with_exact_tables(spark, p
 
 def test_a_deleted_bronze_row_fails_reconciliation_naming_partition_and_offset(spark, platform):
     path = str(lake.table_path(platform.settings, "bronze.kafka_records"))
-    spark.sql(
-        f"DELETE FROM delta.`{path}` WHERE topic = '{contracts.TOPIC_ACTIONS}' "
-        "AND partition = 1 AND offset = 42"
-    )
+    # under the lake's writer lock, as `orderlake sql --write` deletes: a scheduled bronze
+    # load may be appending right now
+    with locks.exclusive(platform.settings, locks.BATCH, wait=True):
+        spark.sql(
+            f"DELETE FROM delta.`{path}` WHERE topic = '{contracts.TOPIC_ACTIONS}' "
+            "AND partition = 1 AND offset = 42"
+        )
     result = run_dag(platform, "reconcile_layers")
     assert result["state"] == "failed"
     assert states(result) == {"reconcile": "failed"}
