@@ -275,17 +275,18 @@ def start_when_needed(
     pending = 0
     while waiting or pending:
         now = [name for name, (part, _) in waiting.items() if set(part.needs) & selected <= ready]
-        programs = []
+        parts, programs = [], []
         for name in now:
             part, progs = waiting.pop(name)
             progress(f"starting {name} ...")
+            parts.append(part)
             programs += [program.name for program in progs]
         if programs:  # each start waits its program's startsecs: overlap them
             with ThreadPoolExecutor(max_workers=len(programs)) as pool:
                 list(pool.map(sup.start, programs))
-        for name in now:
+        for part in parts:
             # daemon threads: a failed `up` does not wait for the others' readiness timeouts
-            threading.Thread(target=_ready, args=(planned, name, outcomes), daemon=True).start()
+            threading.Thread(target=_ready, args=(part, outcomes), daemon=True).start()
             pending += 1
         if not pending:
             raise OrderlakeError(f"{', '.join(waiting)} need components that never start.")
@@ -296,18 +297,13 @@ def start_when_needed(
         ready.add(name)
 
 
-def _ready(
-    planned: list[tuple[Component, list[Program]]],
-    name: str,
-    outcomes: queue.Queue[tuple[str, BaseException | None]],
-) -> None:
-    part = next(p for p, _ in planned if p.name == name)
+def _ready(part: Component, outcomes: queue.Queue[tuple[str, BaseException | None]]) -> None:
     try:
         part.ready()
     except BaseException as exc:  # noqa: BLE001 - handed to the thread that runs `up`
-        outcomes.put((name, exc))
+        outcomes.put((part.name, exc))
     else:
-        outcomes.put((name, None))
+        outcomes.put((part.name, None))
 
 
 def _selected(name: str, only: set[str] | None) -> bool:
