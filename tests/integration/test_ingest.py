@@ -161,6 +161,24 @@ def running_agent(settings, host: str, timeout: float = 60) -> dict:
         time.sleep(0.5)
 
 
+def freeze_between_position_writes(settings, host: str, jvm: int) -> None:
+    """SIGSTOP the agent's JVM at a moment its position file is whole.
+
+    TAILDIR rewrites the file in place every few seconds; a stop that lands mid-write leaves it
+    torn, and the watchdog then (rightly) restarts the agent for the torn file instead: the case
+    the damaged-position tests cover. Here the freeze alone must be the cause."""
+    from orderlake.stack import edge
+
+    path = edge.position_file(settings, host)
+    for _ in range(20):
+        os.kill(jvm, signal.SIGSTOP)
+        if path.exists() and not edge.parse_positions(path.read_text())[1]:
+            return
+        os.kill(jvm, signal.SIGCONT)
+        time.sleep(0.2)
+    raise AssertionError(f"{path} was never whole between two of the agent's writes")
+
+
 def test_a_frozen_source_is_restarted_with_its_reason(platform, kafka_tail):
     """Files grow, positions do not: a stopped (SIGSTOP) agent JVM is restarted by its
     watchdog, which says why in `status`, and nothing written meanwhile is lost."""
@@ -169,7 +187,7 @@ def test_a_frozen_source_is_restarted_with_its_reason(platform, kafka_tail):
     settings, host = platform.settings, "host-1"
     health = running_agent(settings, host)
     before, jvm = health.get("restarts") or 0, health["pid"]
-    os.kill(jvm, signal.SIGSTOP)
+    freeze_between_position_writes(settings, host, jvm)
     marker = f"frozen-{time.time_ns()}"
     wanted = {f"{marker}:{i}" for i in range(300)}
     write_actions(settings, host, sorted(wanted))
