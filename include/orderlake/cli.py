@@ -74,6 +74,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def format_status(state: dict) -> str:
     """A readable table of `status --json`: one row per component, then Kafka offsets."""
+    from orderlake.stack import airflow
+
     rows = [("COMPONENT", "STATE", "PID", "ADDRESS", "DETAIL")]
     for name, info in state.items():
         address = info.get("bootstrap") or info.get("url") or ""
@@ -84,8 +86,8 @@ def format_status(state: dict) -> str:
                 f" in {info['events_in']}, out {info['events_out']}"
             )
         health = info.get("health") or {}
-        if isinstance(health, str):  # Airflow's API server did not answer its health check
-            detail = health
+        if name == airflow.NAME:  # its parts, by Airflow's own health check
+            detail = ", ".join(airflow.unhealthy_parts(health))
         elif health.get("state"):  # an edge agent's watchdog
             restarts = health.get("restarts") or 0
             detail += f"; {health['state']}" + (f", restarted {restarts}x" if restarts else "")

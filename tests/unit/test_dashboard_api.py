@@ -45,6 +45,14 @@ def test_low_disk_retention_and_restarted_edges_are_warnings_on_the_row():
     ]
 
 
+def test_airflow_parts_that_report_a_problem_are_warnings_on_its_row():
+    down = {"state": "RUNNING", "health": {"api-server": "not answering"}}
+    assert component_health("airflow", down)["warnings"] == ["api-server not answering"]
+    parts = {"metadatabase": "healthy", "scheduler": "unhealthy", "triggerer": None}
+    row = component_health("airflow", {"state": "RUNNING", "health": parts})
+    assert row["warnings"] == ["scheduler unhealthy"]
+
+
 def test_speed_numbers_come_from_the_last_micro_batch_and_the_lag_total():
     streaming = {
         "query_state": "running",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from orderlake import figures, serving
 from orderlake.settings import Settings
+from orderlake.stack import airflow
 
 HEALTH_TTL_S = 2.0
 NO_DATA = "no data yet"
@@ -157,7 +158,9 @@ def component_health(name: str, info: dict) -> dict:
     warnings = [d["warning"] for d in disks if d.get("warning")]
     warnings += (info.get("bronze_retention") or {}).get("warnings", [])
     health = info.get("health") or {}
-    if health.get("state") in ("restarting", "exited"):
+    if name == airflow.NAME:
+        warnings += airflow.unhealthy_parts(health)
+    elif health.get("state") in ("restarting", "exited"):  # an edge agent's watchdog
         warnings.append(f"{health['state']}: {health.get('last_reason')}")
     return {
         "name": name,

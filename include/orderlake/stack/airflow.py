@@ -37,6 +37,7 @@ PROGRAMS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # minute; its running tasks are killed with its process group either way, and the next
 # scheduler fails or retries them. The API server and the triggerer stop within seconds.
 STOP_WAIT_S = 15
+NOT_ANSWERING = "not answering"  # the status of an API server that misses its health check
 LAKE_POOL = "lake_writer"  # orchestration.LAKE_POOL; not imported: that module imports Airflow
 
 
@@ -218,10 +219,18 @@ def address(settings: Settings) -> dict:
 
 
 def metrics(settings: Settings) -> dict:
+    """``{"health": {part: status}}`` as Airflow's health check reports its parts; an API server
+    that does not answer is one more part, so readers see one shape whatever happens."""
     doc = health(settings)
     if doc is None:
-        return {"health": "API server not answering"}
+        return {"health": {"api-server": NOT_ANSWERING}}
     return {"health": {part: (info or {}).get("status") for part, info in doc.items()}}
+
+
+def unhealthy_parts(parts: dict) -> list[str]:
+    """'scheduler unhealthy', ... for the parts of :func:`metrics` that report a problem (a part
+    that reports no status, such as a triggerer this deployment does not run, is not one)."""
+    return [f"{part} {status}" for part, status in parts.items() if status not in (None, "healthy")]
 
 
 # --- the REST API, authenticated ----------------------------------------------------------------
