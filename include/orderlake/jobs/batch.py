@@ -164,8 +164,10 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
     ).persist()
     rejects = records.where(F.col("topic") == contracts.TOPIC_REJECTS)
     txn = None if full else lake.Txn("orderlake-silver", cursor_to)
+    cached = [actions, profiles]
     try:
         unique = silver_t.unique_actions(actions).persist()
+        cached.append(unique)
         dates = [r[0] for r in unique.select("event_date").distinct().collect()]
         if full:
             fresh = unique
@@ -179,15 +181,18 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
                 .select("event_id")
             )
             fresh = unique.join(earlier, "event_id", "left_anti").persist()
+            cached.append(fresh)
             lake.append(fresh, settings, SILVER_ACTIONS_TABLE.name, txn)
         quarantined = (
             parsing.quarantine_rows(actions, "silver")
             .unionByName(parsing.quarantine_rows(profiles, "silver"))
             .unionByName(silver_t.edge_rejects(rejects))
-        )
+        ).persist()
+        cached.append(quarantined)
+        quarantined_count = quarantined.count()
         if full:
             lake.overwrite(quarantined, settings, QUARANTINE_TABLE.name)
-        else:
+        elif quarantined_count:  # most loads have nothing to quarantine: no empty commit
             lake.append(quarantined, settings, QUARANTINE_TABLE.name, txn)
         changed_users = _merge_users(spark, settings, parsing.latest_profiles(profiles), txn, full)
         affected = set(dates) | _purchase_dates_of(spark, settings, changed_users)
@@ -199,11 +204,11 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
             .where(F.col("layer") == "silver")
             .count()
             if full
-            else quarantined.count(),
+            else quarantined_count,
         }
     finally:
-        for cached in (actions, profiles):
-            cached.unpersist()
+        for frame in cached:
+            frame.unpersist()
     run = {
         "layer": "silver",
         "run_id": str(uuid.uuid4()),
@@ -285,7 +290,6 @@ def build_gold(
     cursor_from = previous["cursor_to"] if previous else 0
     cursor_to = lake.one_row(silver_runs.agg(F.max("cursor_to")), "the newest silver run")[0] or 0
     actions = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
-    closed = closing_date(spark, settings, previous, close_through)
     if full:
         affected = {r[0] for r in actions.select("event_date").distinct().collect()}
     elif dates is not None:
@@ -298,6 +302,10 @@ def build_gold(
             .collect()
             for d in r[0]
         }
+    incremental = previous is not None and not full and dates is None
+    closed = closing_date(
+        spark, settings, previous, close_through, affected if incremental else None
+    )
     # days that became final since the last run change their flag
     was_closed = previous["closed_through"] if previous else None
     if closed and (was_closed is None or closed > was_closed):
@@ -340,11 +348,20 @@ def build_gold(
 
 
 def closing_date(
-    spark: SparkSession, settings: Settings, previous: dict | None, explicit: date | None
+    spark: SparkSession,
+    settings: Settings,
+    previous: dict | None,
+    explicit: date | None,
+    changed: set[date] | None = None,
 ) -> date | None:
     """The last final day: the latest of the previous run's, an explicit close (`--close-through`)
-    and the last day the data has moved past by more than the allowed lateness."""
+    and the last day the data has moved past by more than the allowed lateness.
+
+    ``changed``: the dates silver changed since ``previous`` run; only they are scanned for the
+    newest event, since the previous run's closing date already accounts for every older one."""
     actions = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
+    if changed is not None:
+        actions = actions.where(F.col("event_date").isin(sorted(changed)))
     seen = lake.one_row(actions.agg(F.max("event_time")), "the newest silver event")[0]
     automatic = None
     if seen is not None:
