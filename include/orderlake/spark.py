@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, cast
@@ -195,6 +196,22 @@ def _reachable(settings: Settings, timeout: float = 3.0) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+def _wait_while_starting(settings: Settings, why: str) -> str | None:
+    """A job that comes while `orderlake up` or `orderlake restart spark` brings the server up
+    waits for it (within the server's readiness limit) instead of failing; a server that is
+    not running fails the job at once. None once it answers, else why it does not."""
+    from orderlake.stack import spark_server
+
+    deadline = time.monotonic() + spark_server.READY_TIMEOUT_S  # a server in a crash loop
+    while (up := spark_server.starting_for(settings)) is not None and time.monotonic() < deadline:
+        logging.getLogger(__name__).info("the Spark server is starting (%.0f s): waiting", up)
+        time.sleep(1.0)
+        if (why_now := _reachable(settings)) is None:
+            return None
+        why = why_now
+    return why
+
+
 # Each process's Connect session, recorded while it lives: the server keeps running what a
 # killed client asked for (a batch load would go on and commit after its client, and the file
 # lock it held, are gone), so the next session started on this host interrupts the sessions of
@@ -258,6 +275,8 @@ def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iter
     ``register=False`` skips registering the lake's tables in the server's catalog.
     """
     why = _reachable(settings)
+    if why is not None:
+        why = _wait_while_starting(settings, why)
     if why is not None:
         raise server_down(settings, why)
     # pyspark logs a failed query's error, and the Connect client a retried call's gRPC error:

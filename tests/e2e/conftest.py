@@ -13,12 +13,15 @@ from tests.fixtures.stack import MAIN_JOB, Platform, isolated_env, settings_from
 
 @pytest.fixture(scope="package")
 def main_job(tmp_path_factory):
-    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000.
+    """(platform, the main job's CompletedProcess) with ORDERLAKE_RUN_EVENTS=20000 and 15 s
+    between a task's attempts.
 
     Package scope: the platform (Airflow's schedules start Spark jobs, the speed layer polls)
     stops after the last e2e test instead of taking CPU from every later test."""
     env = isolated_env(tmp_path_factory.mktemp("main-job") / "home")
     env["ORDERLAKE_RUN_EVENTS"] = "20000"
+    # a retry comes while the restarted Spark server is still starting, and waits for it
+    env["ORDERLAKE_TASK_RETRY_DELAY_S"] = "15"
     platform = Platform(env, settings_from(env))
     try:
         done = subprocess.run(MAIN_JOB, env=env, capture_output=True, text=True, timeout=2700)

@@ -96,5 +96,18 @@ def wait_ready(settings: Settings, timeout: float = READY_TIMEOUT_S) -> None:
             time.sleep(1)
 
 
+def starting_for(settings: Settings) -> float | None:
+    """Seconds since supervisord (re)started the server, while it has not yet been up for its
+    readiness limit; None when this host's supervisord does not run it (stopped, failed, or a
+    server elsewhere, as in a cluster)."""
+    from orderlake.stack.supervisor import Supervisor
+
+    info = Supervisor(settings).processes().get(NAME)
+    if not info or info.get("statename") not in ("STARTING", "RUNNING"):
+        return None
+    up = float(info.get("now", time.time())) - float(info.get("start") or 0)
+    return up if up < READY_TIMEOUT_S else None
+
+
 def address(settings: Settings) -> dict:
     return {"url": settings.spark_connect_url, "master": settings.spark_master}

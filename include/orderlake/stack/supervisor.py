@@ -169,9 +169,10 @@ class Supervisor:
             return None
 
     # --- programs -------------------------------------------------------------------------------
-    def start(self, name: str) -> None:
+    def start(self, name: str, wait: bool = True) -> None:
+        """Start a program; ``wait``: until supervisord counts it as running (its startsecs)."""
         try:
-            self.rpc.supervisor.startProcess(name, True)
+            self.rpc.supervisor.startProcess(name, wait)
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" in fault.faultString:
                 return

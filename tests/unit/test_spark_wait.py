@@ -1,0 +1,43 @@
+"""A job that comes while the warm Spark is starting waits for it; one that comes while it is
+stopped fails at once (spark._wait_while_starting, with the server's state given literally)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orderlake import spark
+from orderlake.settings import Settings
+from orderlake.stack import spark_server
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """Scripted answers: supervisord's view (seconds starting, or None) and the port's."""
+    script = {"starting": [], "reachable": []}
+    monkeypatch.setattr(spark_server, "starting_for", lambda _s: script["starting"].pop(0))
+    monkeypatch.setattr(spark, "_reachable", lambda _s: script["reachable"].pop(0))
+    monkeypatch.setattr(spark.time, "sleep", lambda _s: None)
+    return script
+
+
+def test_a_starting_server_is_waited_for_until_it_answers(server, settings):
+    server["starting"] = [3.0, 4.0, 5.0]
+    server["reachable"] = ["Connection refused", "Connection refused", None]
+    assert spark._wait_while_starting(settings, "Connection refused") is None
+    assert server["starting"] == []  # asked once per second, until the port answered
+
+
+def test_a_stopped_server_fails_at_once(server, settings):
+    server["starting"] = [None]
+    assert spark._wait_while_starting(settings, "Connection refused") == "Connection refused"
+
+
+def test_a_server_that_stops_while_starting_fails_with_the_last_reason(server, settings):
+    server["starting"] = [3.0, None]
+    server["reachable"] = ["Connection reset"]
+    assert spark._wait_while_starting(settings, "Connection refused") == "Connection reset"
