@@ -1,0 +1,292 @@
+"""The whole pipeline at growing volume: how time, memory and disk grow with the events.
+
+    .venv/bin/python -m bench.scale --events 1000000 5000000 [--out DIR]
+
+For each volume, a fresh isolated platform (`orderlake up --only kafka,flume,streaming,spark`)
+and, timed from the first line the generator appends:
+
+- generate: the generator writes every action (and its users' profiles) to the hosts' spool
+  files, unthrottled: the rate a log shipper could at best read;
+- Kafka: the edge agents and the collector have delivered every line to Kafka;
+- speed: the speed layer's Kafka lag is 0 (it counts while the lines arrive);
+- batch: `orderlake batch all --close-through <last day>` (bronze, silver, gold), started once
+  Kafka holds every line;
+- reconcile: `orderlake reconcile`: every layer against the one before it, and speed vs batch.
+
+End to end is the first line appended -> gold final and the speed layer caught up, and the
+reconciliation's verdict. Every 2 s the RSS of every process of the platform (supervisord's
+tree, and the batch commands) is sampled, every 20 s the disk use of each data directory.
+Output: ``bench/results/scale.json``, ``scale.md`` and ``scale.png`` (time and peak RSS against
+events on log-log axes, with the fitted exponent: 1.0 is linear growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from bench.common import RESULTS_DIR, load_average, provenance, write_results
+from bench.stack import ORDERLAKE, Platform, running_platform
+from orderlake import kafka_admin
+from orderlake.settings import Settings
+from orderlake.stack import streaming
+from orderlake.workload.generator import generate_to_spool
+
+HOPS = ("generate", "kafka", "speed", "batch", "reconcile")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    return p.parse_args(argv)
+
+
+# --- what the platform holds --------------------------------------------------------------------
+def data_dirs(settings: Settings) -> dict[str, Path]:
+    lake = settings.lake_dir
+    return {
+        "spool": settings.spool_dir,
+        "flume channels": settings.flume_dir,
+        "kafka": settings.kafka_dir,
+        "bronze": lake / "bronze",
+        "silver": lake / "silver",
+        "gold": lake / "gold",
+        "speed": lake / "speed",
+        "checkpoints": lake / "_checkpoints",
+        "other lake": lake,
+    }
+
+
+def disk_bytes(path: Path, skip: tuple[Path, ...] = ()) -> int:
+    """Allocated bytes under ``path`` (as du counts them), leaving out ``skip``."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if Path(root, d) not in skip]
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:  # rotated or compacted away meanwhile
+                pass
+    return total
+
+
+def disk_use(settings: Settings) -> dict[str, int]:
+    dirs = data_dirs(settings)
+    named = tuple(p for n, p in dirs.items() if n != "other lake")
+    return {n: disk_bytes(p, named if n == "other lake" else ()) for n, p in dirs.items()}
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of the platform's process tree (and this process's children), peak disk use."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.peak_rss = 0
+        self.peak_by_process: dict[str, int] = {}
+        self.peak_disk: dict[str, int] = {}
+        self.halt = threading.Event()
+
+    def roots(self) -> list[psutil.Process]:
+        pid = int((self.settings.run_dir / "supervisord.pid").read_text())
+        return [psutil.Process(pid), psutil.Process()]
+
+    def sample_rss(self) -> None:
+        total, by_name = 0, {}
+        for root in self.roots():
+            for proc in [root, *root.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss
+                    name = proc.name()
+                except psutil.Error:
+                    continue
+                total += rss
+                by_name[name] = by_name.get(name, 0) + rss
+        self.peak_rss = max(self.peak_rss, total)
+        for name, rss in by_name.items():
+            self.peak_by_process[name] = max(self.peak_by_process.get(name, 0), rss)
+
+    def run(self) -> None:
+        last_disk = 0.0
+        while not self.halt.is_set():
+            self.sample_rss()
+            if time.monotonic() - last_disk > 20:
+                for name, used in disk_use(self.settings).items():
+                    self.peak_disk[name] = max(self.peak_disk.get(name, 0), used)
+                last_disk = time.monotonic()
+            self.halt.wait(2.0)
+
+
+# --- one volume ---------------------------------------------------------------------------------
+def wait(check, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not reached within {timeout:.0f} s")
+        time.sleep(1.0)
+
+
+def kafka_holds(settings: Settings, expected: dict[str, int]) -> bool:
+    offsets = kafka_admin.end_offsets(settings.bootstrap)
+    return all(sum(offsets.get(t, {}).values()) >= n for t, n in expected.items())
+
+
+def speed_caught_up(settings: Settings) -> bool:
+    report = streaming.read_progress(settings) or {}
+    lag = streaming.lag(settings, report.get("processed_offsets", {}))
+    return bool(report) and sum(sum(p.values()) for p in lag.values()) == 0
+
+
+def command(platform: Platform, *args: str) -> tuple[float, str, int]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [*ORDERLAKE, *args], env=platform.env, capture_output=True, text=True, timeout=6 * 3600
+    )
+    if done.returncode not in (0, 3):  # reconcile exits 3 when it finds gaps: still a result
+        raise RuntimeError(f"orderlake {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return time.monotonic() - started, done.stdout, done.returncode
+
+
+def one_volume(events: int, seed: int) -> dict:
+    with running_platform(only="kafka,flume,streaming,spark") as platform:
+        settings = platform.settings
+        sampler = Sampler(settings)
+        sampler.start()
+        t0 = time.monotonic()
+        manifest, _ = generate_to_spool(
+            settings.spool_dir, events=events, rate=0, hosts=settings.host_names, seed=seed
+        )
+        at = {"generate": time.monotonic() - t0}
+        expected = manifest["topics"]
+        wait(lambda: kafka_holds(settings, expected), "Kafka holding every line", 4 * 3600)
+        at["kafka"] = time.monotonic() - t0
+        # every generated day final: gold as a day's last batch run leaves it
+        last_day = max(manifest["purchases_by_day_age_gender"])
+        batch_s, _, _ = command(platform, "batch", "all", "--close-through", last_day)
+        at["batch"] = time.monotonic() - t0
+        wait(lambda: speed_caught_up(settings), "the speed layer caught up", 4 * 3600)
+        at["speed"] = time.monotonic() - t0
+        reconcile_s, out, code = command(platform, "reconcile")
+        at["reconcile"] = time.monotonic() - t0
+        sampler.halt.set()
+        sampler.join()
+        verdict = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        return {
+            "events": events,
+            "profiles": manifest["profiles"],
+            "seconds_from_first_line": {k: round(v, 1) for k, v in at.items()},
+            "end_to_end_s": round(max(at["batch"], at["speed"]), 1),
+            "batch_s": round(batch_s, 1),
+            "reconcile_s": round(reconcile_s, 1),
+            "rates": {
+                "generate_lines_per_s": round(events / at["generate"]),
+                "kafka_lines_per_s": round(events / at["kafka"]),
+                "end_to_end_events_per_s": round(events / max(at["batch"], at["speed"])),
+            },
+            "reconcile_exact": code == 0 and not verdict.get("failed"),
+            "reconcile_failed": verdict.get("failed", []),
+            "peak_rss_gib": round(sampler.peak_rss / 2**30, 2),
+            "peak_rss_by_process_mib": {
+                n: round(b / 2**20) for n, b in sorted(sampler.peak_by_process.items())
+            },
+            "peak_disk_mib": {n: round(b / 2**20) for n, b in sampler.peak_disk.items()},
+        }
+
+
+# --- growth -------------------------------------------------------------------------------------
+def exponent(xs: list[float], ys: list[float]) -> float | None:
+    """b in y = a * x**b, fitted on log-log: 1.0 is linear growth."""
+    if len(xs) < 2 or min(ys) <= 0:
+        return None
+    return round(float(np.polyfit(np.log(xs), np.log(ys), 1)[0]), 2)
+
+
+def growth(runs: list[dict]) -> dict:
+    xs = [r["events"] for r in runs]
+    return {
+        "end_to_end_s": exponent(xs, [r["end_to_end_s"] for r in runs]),
+        "kafka_s": exponent(xs, [r["seconds_from_first_line"]["kafka"] for r in runs]),
+        "batch_s": exponent(xs, [r["batch_s"] for r in runs]),
+        "peak_rss_gib": exponent(xs, [r["peak_rss_gib"] for r in runs]),
+    }
+
+
+def plot(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = doc["runs"]
+    xs = [r["events"] for r in runs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, ys in (
+        ("end to end", [r["end_to_end_s"] for r in runs]),
+        ("to Kafka", [r["seconds_from_first_line"]["kafka"] for r in runs]),
+        ("batch all", [r["batch_s"] for r in runs]),
+    ):
+        b = exponent(xs, ys)
+        left.plot(xs, ys, "o-", label=f"{label} (exponent {b})" if b else label)
+    left.set(xscale="log", yscale="log", xlabel="events", ylabel="seconds", title="time")
+    left.legend()
+    rss = [r["peak_rss_gib"] for r in runs]
+    b = exponent(xs, rss)
+    right.plot(xs, rss, "o-", label=f"whole platform (exponent {b})" if b else "whole platform")
+    right.set(xscale="log", xlabel="events", ylabel="GiB", title="peak RSS")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def markdown(doc: dict) -> str:
+    lines = [
+        f"Whole pipeline at growing volume (bench/scale.py), {doc['timestamp']}, "
+        f"{doc['machine']['cpu_count']} cores. Seconds from the first line appended.",
+        "",
+        "| events | generate | in Kafka | gold final | speed caught up | end to end | events/s "
+        "| reconciled | peak RSS GiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in doc["runs"]:
+        at = r["seconds_from_first_line"]
+        lines.append(
+            f"| {r['events']:,} | {at['generate']} | {at['kafka']} | {at['batch']} | "
+            f"{at['speed']} | {r['end_to_end_s']} | {r['rates']['end_to_end_events_per_s']:,} | "
+            f"{'exact' if r['reconcile_exact'] else r['reconcile_failed']} | {r['peak_rss_gib']} |"
+        )
+    lines += ["", f"Fitted exponents (1.0 = linear): {doc['growth']}", ""]
+    for r in doc["runs"]:
+        lines.append(f"Peak disk MiB at {r['events']:,} events: {r['peak_disk_mib']}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started, load_before = datetime.now(UTC), load_average()
+    runs = []
+    for i, events in enumerate(sorted(args.events)):
+        runs.append(one_volume(events, args.seed + i))
+        print(json.dumps(runs[-1]), flush=True)
+    doc = {**provenance("scale", started, load_before), "runs": runs, "growth": growth(runs)}
+    text = markdown(doc)
+    write_results(args.out, "scale", doc, text)
+    if len(runs) > 1:
+        plot(doc, args.out / "scale.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())
