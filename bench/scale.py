@@ -23,6 +23,7 @@ events on log-log axes, with the fitted exponent: 1.0 is linear growth).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -74,10 +75,8 @@ def disk_bytes(path: Path, skip: tuple[Path, ...] = ()) -> int:
     for root, dirs, files in os.walk(path):
         dirs[:] = [d for d in dirs if Path(root, d) not in skip]
         for name in files:
-            try:
+            with contextlib.suppress(OSError):  # rotated or compacted away meanwhile
                 total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:  # rotated or compacted away meanwhile
-                pass
     return total
 
 
