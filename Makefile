@@ -22,7 +22,7 @@ GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
         bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-batch bench-airflow \
-        bench-warm-spark bench-startup soak perf-doc lint secrets-scan fmt \
+        bench-warm-spark bench-startup bench-scale soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
 help: ## list the targets
@@ -105,6 +105,9 @@ bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps
 
 bench-startup: setup ## `orderlake up` of every component vs a base revision (BASE=rev), interleaved
 	$(PY) -m bench.startup --base $${BASE:-ac56884}
+
+bench-scale: setup ## the whole pipeline at growing volume: time per hop, peak RSS, disk (EVENTS="1000000 5000000")
+	$(PY) -m bench.scale --events $${EVENTS:-1000000 5000000}
 
 bench-warm-spark: setup ## batch steps and queries on the warm Spark vs a JVM each (BASE=rev before it)
 	$(PY) -m bench.warm_spark --base $${BASE:-2a31418}

@@ -290,6 +290,33 @@ def median(values: Iterable[Any]) -> float | None:
 
 
 # results file -> its reader, in the order the document shows them
+def scale(d: Doc) -> Table:
+    t = Table(
+        "The whole pipeline at growing volume",
+        "scale.json",
+        "seconds from the first line appended (generate -> Kafka through Flume -> speed layer "
+        "caught up; `batch all` once Kafka holds every line), a fresh platform per volume; "
+        "; fitted exponents against events (1.0 = linear): "
+        + (", ".join(f"{k} {v}" for k, v in (d.get("growth") or {}).items()) or "-"),
+        ("events", "in Kafka s", "gold final s", "speed caught up s", "events/s end to end",
+         "reconciled", "peak RSS GiB"),
+    )  # fmt: skip
+    for r in d["runs"]:
+        at = r["seconds_from_first_line"]
+        t.rows.append(
+            (
+                num(r["events"]),
+                num(at["kafka"]),
+                num(at["batch"]),
+                num(at["speed"]),
+                num(r["rates"]["end_to_end_events_per_s"]),
+                "exact" if r["reconcile_exact"] else "gaps",
+                num(r["peak_rss_gib"], 2),
+            )
+        )
+    return t
+
+
 READERS: dict[str, Callable[[Doc], Table]] = {
     "ingest.json": ingest,
     "speed.json": speed,
@@ -299,6 +326,7 @@ READERS: dict[str, Callable[[Doc], Table]] = {
     "startup.json": startup,
     "soak.json": soak,
     "cluster.json": cluster,
+    "scale.json": scale,
     "speed-ab.json": ab("Speed layer A/B", "speed-ab.json"),
 }
 
