@@ -25,8 +25,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.batch import produce_lines, spool_files
-from bench.common import RESULTS_DIR, git, load_average, machine_info, write_results
+from bench.common import (
+    RESULTS_DIR,
+    git,
+    load_average,
+    machine_info,
+    produce_lines,
+    spool_files,
+    write_results,
+)
 from bench.stack import running_platform
 from orderlake import contracts
 from orderlake.stack import airflow

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import tempfile
 import time
@@ -31,54 +30,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-from confluent_kafka import Producer
 from deltalake import DeltaTable
 
-from bench.common import RESULTS_DIR, git, load_average, machine_info, write_results
+from bench.common import (
+    RESULTS_DIR,
+    git,
+    load_average,
+    machine_info,
+    produce_lines,
+    spool_files,
+    write_results,
+)
 from bench.stack import ORDERLAKE, Platform, running_platform
 from orderlake import contracts, lake
 from orderlake.workload.generator import generate_to_spool
 
 NEW_DAY, SOURCE_DAY = "2015-11-12", "2015-11-10"
-
-
-def produce_lines(bootstrap: str, topic: str, paths: list[Path], rewrite=None) -> int:
-    """Produce every JSON line of the files (key = user_id) as fast as the client allows."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    key = re.compile(rb'"user_id":(\d+)')
-    sent = 0
-    for path in paths:
-        with path.open("rb") as lines:
-            for line in lines:
-                line = line.rstrip(b"\n")
-                if rewrite is not None:
-                    line = rewrite(line)
-                    if line is None:
-                        continue
-                match = key.search(line)
-                while True:
-                    try:
-                        producer.produce(topic, line, match.group(1) if match else b"none")
-                        break
-                    except BufferError:
-                        producer.poll(0.1)
-                sent += 1
-    if producer.flush(300) != 0:
-        raise RuntimeError(f"{topic}: not every record was delivered")
-    return sent
-
-
-def spool_files(spool: Path, name: str) -> list[Path]:
-    return sorted(spool.glob(f"host-*/{name}*"), key=lambda p: (p.parent.name, -len(p.suffixes)))
 
 
 def timed_cli(platform: Platform, *args: str) -> tuple[float, list[dict]]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform as py_platform
+import re
 import subprocess
 import time
 from datetime import datetime
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from confluent_kafka import Producer
 
 from orderlake.settings import PROJECT_ROOT
 
@@ -175,3 +177,43 @@ def write_results(out: Path, stem: str, result: dict, markdown: str) -> tuple[Pa
         tmp.write_text(text)
         os.replace(tmp, path)
     return json_path, md_path
+
+
+# --- feeding Kafka straight from spool files ------------------------------------------------------
+def produce_lines(bootstrap: str, topic: str, paths: list[Path], rewrite=None) -> int:
+    """Produce every JSON line of the files (key = user_id) as fast as the client allows."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    key = re.compile(rb'"user_id":(\d+)')
+    sent = 0
+    for path in paths:
+        with path.open("rb") as lines:
+            for line in lines:
+                line = line.rstrip(b"\n")
+                if rewrite is not None:
+                    line = rewrite(line)
+                    if line is None:
+                        continue
+                match = key.search(line)
+                while True:
+                    try:
+                        producer.produce(topic, line, match.group(1) if match else b"none")
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                sent += 1
+    if producer.flush(300) != 0:
+        raise RuntimeError(f"{topic}: not every record was delivered")
+    return sent
+
+
+def spool_files(spool: Path, name: str) -> list[Path]:
+    return sorted(spool.glob(f"host-*/{name}*"), key=lambda p: (p.parent.name, -len(p.suffixes)))

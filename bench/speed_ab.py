@@ -28,7 +28,6 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.batch import produce_lines, spool_files
 from bench.common import (
     RESULTS_DIR,
     base_worktree,
@@ -37,6 +36,8 @@ from bench.common import (
     load_average,
     machine_info,
     median,
+    produce_lines,
+    spool_files,
     write_results,
 )
 from bench.speed.monitor import STEP_NAMES

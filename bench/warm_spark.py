@@ -34,7 +34,6 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bench.batch import produce_lines, spool_files
 from bench.common import (
     RESULTS_DIR,
     base_worktree,
@@ -42,6 +41,8 @@ from bench.common import (
     load_average,
     machine_info,
     median,
+    produce_lines,
+    spool_files,
     write_results,
 )
 from bench.stack import Platform, running_platform
