@@ -29,9 +29,9 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-from orderlake import contracts, lake
+from orderlake import contracts, kafka_admin, lake
 from orderlake.procs import process_start
-from orderlake.stack import edge
+from orderlake.stack import edge, streaming
 from orderlake.workload.spool import SpoolWriter, generations
 from tests.fixtures.stack import ORDERLAKE, Platform
 from tests.fixtures.workload import expected_gold, latest_profiles
@@ -212,7 +212,7 @@ class Battery:
         wanted = len(actions) + len(profiles) + sum(self.bad.values())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            offsets = self.platform.status()["kafka"]["end_offsets"]
+            offsets = kafka_admin.end_offsets(self.settings.bootstrap)
             if sum(sum(p.values()) for p in offsets.values()) >= wanted:
                 return
             time.sleep(1)
@@ -221,7 +221,13 @@ class Battery:
         """Until the speed layer has read everything Kafka holds (quarantined records too)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.platform.status()["streaming"].get("kafka_lag_total") == 0:
+            progress = streaming.read_progress(self.settings)
+            lag = (
+                streaming.lag(self.settings, progress.get("processed_offsets", {}))
+                if progress
+                else None
+            )
+            if lag is not None and sum(sum(p.values()) for p in lag.values()) == 0:
                 return
             time.sleep(1)
 
