@@ -3,8 +3,8 @@ queries, and an in-process session for the always-on speed layer.
 
 Every batch job, validation, reconciliation, replay, maintenance run and `orderlake sql`
 attaches to the platform's Spark Connect server (the `spark` component of `orderlake up`;
-stack/spark_server.py starts it): a session costs well under a second there, against 20-30 s
-for a JVM of its own on 2 cores. Each job gets a session of its own; sessions share only the
+stack/spark_server.py starts it): a session there costs a fraction of starting a JVM of its
+own (bench/results/warm-spark.md). Each job gets a session of its own; sessions share only the
 lake's tables. The speed layer keeps its own JVM (``get_spark``): it is one long application
 whose micro-batches must not wait behind batch work.
 

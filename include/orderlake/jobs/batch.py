@@ -9,6 +9,9 @@ Exactly once without a separate offset store: bronze resumes from the highest of
 per partition, so a load killed mid-write (no Delta commit) is simply done again. Every later
 write carries a Delta transaction id (layer, cursor), so a re-run after a crash commits each
 table at most once. Each run leaves a row in ops.batch_runs (cursor, counts, affected dates).
+
+One module because the three layers are chained by that run log: each reads the cursor the one
+before it wrote, so a change to one layer's cursor changes the next.
 """
 
 from __future__ import annotations

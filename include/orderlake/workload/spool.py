@@ -2,8 +2,8 @@
 
 ``SpoolWriter`` appends newline-terminated lines for a fixed set of simulated hosts with
 
-- an optional rate limit over all files (token bucket; sleeps in ~10 ms steps, so 20,000+ lines/s
-  are sustained on one core),
+- an optional rate limit over all files (token bucket; sleeps in ~10 ms steps, so the rate
+  holds smoothly without a busy loop),
 - batched writes: a background flusher writes whatever is pending every ~10 ms, so a line never
   waits in memory for long, even when the caller goes idle,
 - rotation by rename to a generation number that is never used again (``actions.log`` ->

@@ -79,8 +79,8 @@ def preload_profiles(
 
     Catching up on a backlog, maxOffsetsPerTrigger gives each micro-batch a share of both
     topics in proportion to what they hold, so most purchases would be read before their
-    users' profiles, counted under unknown and moved by the restate step later (5 s of a 10 s
-    micro-batch in the benchmark's backlog). speed.users shows the newest profile by
+    users' profiles, counted under unknown and moved by the restate step later (half of a
+    micro-batch's time in `make bench-speed`'s backlog). speed.users shows the newest profile by
     updated_at whatever order profiles come in, and a purchase takes the profile known when
     it is counted, as the batch layer takes the newest: storing them early brings the speed
     layer closer to it. The query still reads every profile record (a stored one again costs
