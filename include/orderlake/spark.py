@@ -203,8 +203,11 @@ def _wait_while_starting(settings: Settings, why: str) -> str | None:
     from orderlake.stack import spark_server
 
     deadline = time.monotonic() + spark_server.READY_TIMEOUT_S  # a server in a crash loop
+    told = False
     while (up := spark_server.starting_for(settings)) is not None and time.monotonic() < deadline:
-        logging.getLogger(__name__).info("the Spark server is starting (%.0f s): waiting", up)
+        if not told:
+            logging.getLogger(__name__).info("the Spark server is starting (%.0f s): waiting", up)
+            told = True
         time.sleep(1.0)
         if (why_now := _reachable(settings)) is None:
             return None
