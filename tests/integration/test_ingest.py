@@ -7,6 +7,7 @@ platform's spool and then reads Kafka from the beginning until its events are th
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -161,20 +162,32 @@ def running_agent(settings, host: str, timeout: float = 60) -> dict:
         time.sleep(0.5)
 
 
-def freeze_between_position_writes(settings, host: str, jvm: int) -> None:
-    """SIGSTOP the agent's JVM at a moment its position file is whole.
+def freeze_between_position_writes(settings, host: str) -> tuple[int, int]:
+    """SIGSTOP the agent's running JVM at a moment its position file is whole; returns (that
+    JVM's pid, the watchdog's restart count when it was frozen).
 
-    TAILDIR rewrites the file in place every few seconds; a stop that lands mid-write leaves it
+    TAILDIR rewrites the file in place every second; a stop that lands mid-write leaves it
     torn, and the watchdog then (rightly) restarts the agent for the torn file instead: the case
-    the damaged-position tests cover. Here the freeze alone must be the cause."""
+    the damaged-position tests cover. Here the freeze alone must be the cause. The watchdog may
+    also have replaced the JVM just before the stop: then the new one is frozen."""
     from orderlake.stack import edge
 
     path = edge.position_file(settings, host)
     for _ in range(20):
-        os.kill(jvm, signal.SIGSTOP)
-        if path.exists() and not edge.parse_positions(path.read_text())[1]:
-            return
-        os.kill(jvm, signal.SIGCONT)
+        jvm = running_agent(settings, host)["pid"]
+        try:
+            os.kill(jvm, signal.SIGSTOP)
+        except ProcessLookupError:  # replaced just now: freeze the new one
+            continue
+        health = edge.read_health(settings, host)
+        if (
+            health.get("pid") == jvm
+            and path.exists()
+            and not edge.parse_positions(path.read_text())[1]
+        ):
+            return jvm, health.get("restarts") or 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(jvm, signal.SIGCONT)
         time.sleep(0.2)
     raise AssertionError(f"{path} was never whole between two of the agent's writes")
 
@@ -185,9 +198,7 @@ def test_a_frozen_source_is_restarted_with_its_reason(platform, kafka_tail):
     from orderlake.stack import edge
 
     settings, host = platform.settings, "host-1"
-    health = running_agent(settings, host)
-    before, jvm = health.get("restarts") or 0, health["pid"]
-    freeze_between_position_writes(settings, host, jvm)
+    jvm, before = freeze_between_position_writes(settings, host)
     marker = f"frozen-{time.time_ns()}"
     wanted = {f"{marker}:{i}" for i in range(300)}
     write_actions(settings, host, sorted(wanted))
