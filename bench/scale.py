@@ -141,12 +141,6 @@ def kafka_holds(settings: Settings, expected: dict[str, int]) -> bool:
     return all(sum(offsets.get(t, {}).values()) >= n for t, n in expected.items())
 
 
-def speed_caught_up(settings: Settings) -> bool:
-    report = streaming.read_progress(settings) or {}
-    lag = streaming.lag(settings, report.get("processed_offsets", {}))
-    return bool(report) and sum(sum(p.values()) for p in lag.values()) == 0
-
-
 def command(platform: Platform, *args: str) -> tuple[float, str, int]:
     started = time.monotonic()
     done = subprocess.run(
@@ -173,7 +167,11 @@ def one_volume(events: int, seed: int) -> dict:
         # the speed layer catches up while the batch runs: watched beside it
         watcher = threading.Thread(
             target=lambda: (
-                wait(lambda: speed_caught_up(settings), "the speed layer caught up", 4 * 3600),
+                wait(
+                    lambda: streaming.total_lag(settings) == 0,
+                    "the speed layer caught up",
+                    4 * 3600,
+                ),
                 at.__setitem__("speed", time.monotonic() - t0),
             ),
             daemon=True,

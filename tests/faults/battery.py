@@ -221,13 +221,7 @@ class Battery:
         """Until the speed layer has read everything Kafka holds (quarantined records too)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            progress = streaming.read_progress(self.settings)
-            lag = (
-                streaming.lag(self.settings, progress.get("processed_offsets", {}))
-                if progress
-                else None
-            )
-            if lag is not None and sum(sum(p.values()) for p in lag.values()) == 0:
+            if streaming.total_lag(self.settings) == 0:
                 return
             time.sleep(1)
 

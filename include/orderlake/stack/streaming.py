@@ -80,6 +80,15 @@ def lag(settings: Settings, processed: dict) -> dict[str, dict[int, int]]:
     }
 
 
+def total_lag(settings: Settings) -> int | None:
+    """Records Kafka holds that the speed layer has not processed; None before it reports."""
+    progress = read_progress(settings)
+    if not progress:
+        return None
+    per_partition = lag(settings, progress.get("processed_offsets", {}))
+    return sum(sum(p.values()) for p in per_partition.values())
+
+
 def metrics(settings: Settings) -> dict:
     progress = read_progress(settings)
     if not progress:
