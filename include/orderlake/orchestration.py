@@ -175,6 +175,8 @@ def assess_speed_layer(
     >>> assess_speed_layer("RUNNING", 2.0, [5, 4], 60).action
     'ok'
     """
+    if state == "STARTING":  # supervisord started it moments ago (its startsecs)
+        return Verdict("ok", "supervisord is starting it")
     if state != "RUNNING":
         return Verdict("restart", f"the streaming job is {state}")
     if heartbeat_age_s is None or heartbeat_age_s > stale_after_s:

@@ -18,7 +18,7 @@ from orderlake.jobs.speed import QUERY_NAME, app, progress, step
 from orderlake.jobs.speed.source import parse
 from orderlake.kafka_admin import watermarks
 from orderlake.transforms.parsing import REASONS
-from tests.fixtures.stack import produce, start_platform
+from tests.fixtures.stack import produce
 from tests.integration.test_speed import (
     orders_1m,
     progress_batches,
@@ -149,18 +149,14 @@ def test_purchases_of_a_user_without_profile_count_as_unknown(spark, kafka_only,
     assert counts[("unknown", "unknown")] >= 2  # other tests' strangers may share the window
 
 
-def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(spark, tmp_path):
-    # a broker of its own: the job skips this step while no purchase waits for a profile, and
-    # the shared broker holds other tests' users who never get one
-    kafka = start_platform(tmp_path / "kafka", only="kafka")
-    try:
-        _late_profiles_move_purchases(spark, kafka, settings_for(kafka, tmp_path))
-    finally:
-        kafka.cli("down", check=False, timeout=300)
-
-
-def _late_profiles_move_purchases(spark, kafka, settings) -> None:
-    bootstrap = kafka.settings.bootstrap
+def test_a_profile_arriving_after_its_users_purchases_moves_them_to_its_bucket(
+    spark, kafka_only, tmp_path
+):
+    # empty topics: the job skips this step while no purchase waits for a profile, and the
+    # module's earlier tests left users in Kafka who never get one
+    kafka_only.empty_topics()
+    settings = settings_for(kafka_only, tmp_path)
+    bootstrap = kafka_only.settings.bootstrap
     late, stranger, later = 9_400_001, 9_400_002, 9_400_003
     unknown = ("unknown", "unknown", False)
     produce(
@@ -209,62 +205,57 @@ def _late_profiles_move_purchases(spark, kafka, settings) -> None:
 
 
 def test_profiles_in_kafka_when_the_query_starts_are_stored_before_any_purchase_is_counted(
-    spark, tmp_path
+    spark, kafka_only, tmp_path
 ):
     # A backlog whose purchases come before their user's profile in micro-batch order: batches
     # take at most 3 records of each topic (at least one from each partition), so the first
     # reads purchases of `buyer` and three profiles of others; `buyer`'s profile is the 21st,
-    # in the seventh. A broker of its own, so the backlog holds exactly this.
-    kafka = start_platform(tmp_path / "kafka", only="kafka")
-    try:
-        bootstrap = kafka.settings.bootstrap
-        buyer, others = 9_600_001, range(9_600_100, 9_600_120)
-        produce(
-            bootstrap,
-            contracts.TOPIC_ACTIONS,
-            [action(f"b-{i}", buyer, minute=7) for i in range(6)],
-        )
-        produce(
-            bootstrap,
-            contracts.TOPIC_PROFILES,
-            [*(profile(u, 1, 1) for u in others), profile(buyer, 5, 0)],
-        )
-        settings = settings_for(kafka, tmp_path).model_copy(
-            update={"speed_max_offsets_per_trigger": 3}
-        )
-        run_once(spark, settings)
+    # in the seventh. Empty topics, so the backlog holds exactly this.
+    kafka_only.empty_topics()
+    bootstrap = kafka_only.settings.bootstrap
+    buyer, others = 9_600_001, range(9_600_100, 9_600_120)
+    produce(
+        bootstrap,
+        contracts.TOPIC_ACTIONS,
+        [action(f"b-{i}", buyer, minute=7) for i in range(6)],
+    )
+    produce(
+        bootstrap,
+        contracts.TOPIC_PROFILES,
+        [*(profile(u, 1, 1) for u in others), profile(buyer, 5, 0)],
+    )
+    settings = settings_for(kafka_only, tmp_path).model_copy(
+        update={"speed_max_offsets_per_trigger": 3}
+    )
+    run_once(spark, settings)
 
-        assert set(orders_of(spark, settings, {f"b-{i}" for i in range(6)}).values()) == {
-            ("35-39", "female", True)
-        }
-        # counted in the buyer's bucket at once: never under unknown, never moved (MERGE)
-        purchases_path = lake.table_path(settings, schemas.SPEED_PURCHASES_TABLE.name)
-        history = spark.sql(f"DESCRIBE HISTORY delta.`{purchases_path}`").collect()
-        assert "MERGE" not in {r["operation"] for r in history}
-        report = json.loads(progress.progress_path(settings).read_text())
-        assert report["profiles_preloaded"]["users_stored"] == 21
-        # the backlog did take several micro-batches: counted from the checkpoint, as the
-        # listener may not have written the last ones when an availableNow query stops
-        commits = lake.checkpoint_path(settings, QUERY_NAME) / "commits"
-        assert len([f for f in commits.iterdir() if f.name.isdigit()]) >= 6
-        # micro-batches whose profiles were all preloaded store none again
-        assert not [b for b in report["batches"] if "users" in b["steps_ms"]]
+    assert set(orders_of(spark, settings, {f"b-{i}" for i in range(6)}).values()) == {
+        ("35-39", "female", True)
+    }
+    # counted in the buyer's bucket at once: never under unknown, never moved (MERGE)
+    purchases_path = lake.table_path(settings, schemas.SPEED_PURCHASES_TABLE.name)
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{purchases_path}`").collect()
+    assert "MERGE" not in {r["operation"] for r in history}
+    report = json.loads(progress.progress_path(settings).read_text())
+    assert report["profiles_preloaded"]["users_stored"] == 21
+    # the backlog did take several micro-batches: counted from the checkpoint, as the
+    # listener may not have written the last ones when an availableNow query stops
+    commits = lake.checkpoint_path(settings, QUERY_NAME) / "commits"
+    assert len([f for f in commits.iterdir() if f.name.isdigit()]) >= 6
+    # micro-batches whose profiles were all preloaded store none again
+    assert not [b for b in report["batches"] if "users" in b["steps_ms"]]
 
-        # purchases counted under unknown by one run move to their bucket when the next run
-        # preloads the profile that came in between
-        late = 9_600_002
-        produce(
-            bootstrap, contracts.TOPIC_ACTIONS, [action(f"c-{i}", late, minute=8) for i in (1, 2)]
-        )
-        run_once(spark, settings)
-        assert set(orders_of(spark, settings, {"c-1", "c-2"}).values()) == {
-            ("unknown", "unknown", False)
-        }
-        produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])
-        run_once(spark, settings)
-        assert set(orders_of(spark, settings, {"c-1", "c-2"}).values()) == {("18-24", "male", True)}
-    finally:
-        kafka.cli("down", check=False, timeout=300)
+    # purchases counted under unknown by one run move to their bucket when the next run
+    # preloads the profile that came in between
+    late = 9_600_002
+    produce(bootstrap, contracts.TOPIC_ACTIONS, [action(f"c-{i}", late, minute=8) for i in (1, 2)])
+    run_once(spark, settings)
+    assert set(orders_of(spark, settings, {"c-1", "c-2"}).values()) == {
+        ("unknown", "unknown", False)
+    }
+    produce(bootstrap, contracts.TOPIC_PROFILES, [profile(late, 2, 1)])
+    run_once(spark, settings)
+    assert set(orders_of(spark, settings, {"c-1", "c-2"}).values()) == {("18-24", "male", True)}
 
 
 def test_the_same_event_sent_twice_a_minute_apart_counts_once(spark, kafka_only, tmp_path):

@@ -17,6 +17,8 @@ from orderlake import orchestration as o
         ("FATAL", 1.0, [], "restart", "FATAL"),
         ("RUNNING", 600.0, [0], "restart", "600 s ago"),
         ("RUNNING", None, [0], "restart", "never"),
+        # supervisord's start-up window (before its startsecs): a restart would start it again
+        ("STARTING", None, [], "ok", "starting"),
         # growing at each of the last 3 checks and above the floor: falling behind
         ("RUNNING", 2.0, [20_000, 30_000, 40_000, 50_000], "fail", "kept growing"),
         # growing but small: lag comes and goes

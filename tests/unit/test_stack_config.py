@@ -9,10 +9,12 @@ import pytest
 
 from orderlake import contracts, kafka_admin
 from orderlake.cli import format_status
-from orderlake.errors import UsageError
+from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import Settings
 from orderlake.stack import flume, kafka, supervisor
+from orderlake.stack.component import Component
 from orderlake.stack.jvm import _artifact
+from orderlake.stack.platform import components, start_steps
 
 
 @pytest.fixture
@@ -118,6 +120,21 @@ def test_supervisor_stops_programs_in_reverse_start_order(settings):
         name = block.split("]")[0]
         priority[name] = int(block.split("priority=")[1].split()[0])
     assert sorted(priority, key=priority.get, reverse=True) == names[::-1]
+
+
+def test_down_stops_each_component_before_those_it_needs_a_step_at_a_time(settings):
+    steps = [sorted(part.name for part in step) for step in start_steps(components(settings))]
+    assert steps == [
+        ["dashboard", "kafka", "spark"],
+        ["flume-collector", "streaming"],
+        ["airflow", "flume-edge-host-1", "flume-edge-host-2"],
+    ]  # `down` walks them backwards: the edges first, Kafka and Spark last
+
+
+def test_components_that_need_each_other_have_no_start_order():
+    loop = [Component("a", list, needs=("b",)), Component("b", list, needs=("a",))]
+    with pytest.raises(OrderlakeError, match="need each other"):
+        start_steps(loop)
 
 
 def test_long_homes_get_a_short_socket_path(tmp_path):

@@ -5,6 +5,7 @@ tell it is ready, what `status` shows about it and which components it needs. ``
 component as soon as those it needs are ready: Kafka, the warm Spark and the dashboard at once;
 the Flume collector and the speed layer once Kafka (with its topics) is ready; the edge agents
 after the collector; Airflow, whose schedules start batch jobs and watch the speed layer, last.
+``down`` stops them in the reverse order, the components of one step side by side.
 """
 
 from __future__ import annotations
@@ -311,12 +312,38 @@ def _selected(name: str, only: set[str] | None) -> bool:
 
 
 def down(settings: Settings) -> bool:
-    """Stop every process and supervisord. False when nothing was running."""
+    """Stop every process and supervisord. False when nothing was running.
+
+    Each component stops before those it needs (Airflow and its running tasks before Kafka and
+    Spark, each Flume agent before the hop it sends to), the components of one step side by
+    side: supervisord's own shutdown stops one program at a time."""
     sup = Supervisor(settings)
     if not sup.is_running():
         return False
-    sup.shutdown()
+    known = sup.processes()
+    for step in reversed(start_steps(components(settings))):
+        programs = [name for part in step for name in part.supervised if name in known]
+        if programs:
+            sup.stop_together(programs)
+    sup.shutdown()  # supervisord itself, and anything a failed stop left
     return True
+
+
+def start_steps(parts: list[Component]) -> list[list[Component]]:
+    """The components by start step: those needing nothing first, then each one a step after
+    the last of its needs (needs outside ``parts`` count as met)."""
+    names = {part.name for part in parts}
+    step: dict[str, int] = {}
+    while len(step) < len(parts):
+        placed = len(step)
+        for part in parts:
+            needs = [n for n in part.needs if n in names]
+            if part.name not in step and all(n in step for n in needs):
+                step[part.name] = 1 + max((step[n] for n in needs), default=-1)
+        if len(step) == placed:
+            raise OrderlakeError(f"{', '.join(names - set(step))} need each other: no start order.")
+    last = max(step.values(), default=-1)
+    return [[part for part in parts if step[part.name] == i] for i in range(last + 1)]
 
 
 def restart(settings: Settings, name: str) -> None:

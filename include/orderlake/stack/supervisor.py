@@ -17,6 +17,7 @@ import tempfile
 import time
 import xmlrpc.client
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,17 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
+
+    def stop_together(self, names: list[str]) -> None:
+        """Stop these programs side by side and wait for all of them. A program that fails to
+        stop is left to supervisord's shutdown, which stops what is still running."""
+
+        def stop(name: str) -> None:
+            with contextlib.suppress(OSError, xmlrpc.client.Error):
+                self.stop(name)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            list(pool.map(stop, names))
 
     def processes(self) -> dict[str, dict]:
         """{name: supervisord's process info} (statename, pid, start, spawnerr, ...)."""
