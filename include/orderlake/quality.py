@@ -30,6 +30,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
 
+# GX's import logs an INFO line per function it registers (hundreds, in every Airflow task log)
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
 import great_expectations as gx
 from great_expectations.core import ExpectationSuiteValidationResult
 from great_expectations.core.run_identifier import RunIdentifier
