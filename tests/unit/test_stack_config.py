@@ -72,6 +72,14 @@ def test_collector_writes_to_kafka_with_acks_all_and_idempotence(settings):
     assert conf["collector.channels.ch.type"] == "file"
 
 
+@pytest.mark.parametrize("agent", ["collector", "host-1"])
+def test_file_channels_roll_data_files_at_256_mib_so_taken_events_free_disk(settings, agent):
+    conf = properties(flume.render(settings, agent))
+    prefix = agent.replace("-", "_")
+    assert conf[f"{prefix}.channels.ch.type"] == "file"
+    assert conf[f"{prefix}.channels.ch.maxFileSize"] == str(256 * 2**20)
+
+
 @pytest.mark.parametrize("agent, sink", [("collector", "kafka"), ("host-1", "avro")])
 def test_every_sink_runs_under_the_short_backoff_processor(settings, agent, sink):
     conf = properties(flume.render(settings, agent))
