@@ -1,7 +1,8 @@
 """Orchestration benchmark: a bronze asset update -> gold updated, and Airflow's scheduling gaps.
 
-On an isolated platform (`orderlake up --only kafka,airflow`: the real API server, scheduler,
-DAG processor and triggerer, LocalExecutor, SQLite), each round produces ``--events`` generated
+On an isolated platform (`orderlake up --only kafka,spark,airflow`: the real API server,
+scheduler, DAG processor and triggerer, LocalExecutor, SQLite, and the warm Spark the tasks
+attach to), each round produces ``--events`` generated
 actions to Kafka, triggers `ingest_bronze` through the REST API and follows the chain the
 assets start: `build_silver_gold` (build_silver -> build_gold) and `validate_quality`. From the
 task instances' own start and end times it reports:
@@ -10,7 +11,7 @@ task instances' own start and end times it reports:
 - asset -> run: end of load_bronze -> start of build_silver (the scheduler noticing the asset
   event, creating the run and queueing the task), and end of build_gold -> start of run_suites;
 - task -> task: end of build_silver -> start of build_gold (a dependency inside one run);
-- each task's duration (each is a fresh process with its own Spark start).
+- each task's duration (a task process attaching to the warm Spark server).
 
 Output: ``bench/results/airflow.json`` and ``bench/results/airflow.md`` (also printed).
 """
@@ -27,10 +28,9 @@ from pathlib import Path
 
 from bench.common import (
     RESULTS_DIR,
-    git,
     load_average,
-    machine_info,
     produce_lines,
+    provenance,
     spool_files,
     write_results,
 )
@@ -137,9 +137,9 @@ def render(doc: dict) -> str:
 
     lines = [
         f"Orchestration on the embedded Airflow (LocalExecutor, SQLite), {doc['events']:,} "
-        f"generated actions per round, {len(rounds)} rounds; {doc['measured_at']}, commit "
-        f"{doc['commit']}, {doc['machine']['cpu_count']} cores, load average "
-        f"{doc['load_before']} before, {doc['load_after']} after.",
+        f"generated actions per round, {len(rounds)} rounds; {doc['timestamp']}, commit "
+        f"{doc['git_commit']}, {doc['machine']['cpu_count']} cores, load average "
+        f"{doc['load_average_before']} before, {doc['load_average_after']} after.",
         "",
         "| round | bronze asset -> gold updated s | asset -> first task start s "
         "| task -> next task s | gold asset -> validation start s | load_bronze s "
@@ -157,9 +157,9 @@ def render(doc: dict) -> str:
         "",
         f"Medians: bronze asset -> gold {median('bronze_asset_to_gold_s')} s, asset -> task "
         f"start {median('bronze_asset_to_task_start_s')} s, task -> task "
-        f"{median('task_to_task_gap_s')} s. Every task is a fresh process with its own Spark "
-        "start (20 to 30 s of each duration on 2 cores, more while Airflow's own processes are "
-        "busy). Gold asset -> validation start includes waiting for the `lake_writer` pool: "
+        f"{median('task_to_task_gap_s')} s. Every task is a process of its own that attaches to "
+        "the warm Spark server (`orderlake.jobs.runner`). Gold asset -> validation start "
+        "includes waiting for the `lake_writer` pool: "
         "the round's manual ingest_bronze run, queued while silver and gold held the slot, takes "
         "it first and finds nothing new.",
     ]
@@ -171,20 +171,14 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    doc: dict = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "machine": machine_info(),
-        "load_before": load_average(),
-        "events": args.events,
-        "rounds": [],
-    }
+    started, load_before = datetime.now(UTC), load_average()
+    doc: dict = {"events": args.events, "rounds": []}
     spool = Path(tempfile.mkdtemp(prefix="orderlake-bench-airflow-"))
     with running_platform(only="kafka,spark,airflow") as platform:
         for i in range(args.rounds):
             doc["rounds"].append(one_round(platform, spool, args.events, number=i + 1))
             print(json.dumps(doc["rounds"][-1]), flush=True)
-    doc["load_after"] = load_average()
+    doc = {**provenance("airflow", started, load_before), **doc}
     text = render(doc)
     write_results(RESULTS_DIR, "airflow", doc, text + "\n")
     print(text)
