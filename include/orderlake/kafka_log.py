@@ -1,11 +1,13 @@
 """What bronze holds of Kafka's log, answered without Spark: its next offsets, whether it is
 current, and how close its oldest unloaded record is to Kafka's retention.
 
-Each bronze load leaves its next offset per partition beside the lake, tagged with the bronze
-version they describe (``<lake>/_state/bronze_positions.json``). A scheduled load that finds
-bronze still at that version and Kafka's end offsets equal to them needs no Spark; `orderlake
-status` and the reconciliation use the same offsets to warn while bronze lags, well before
-retention removes records it has not loaded (a load then fails, never skips them).
+Each bronze load leaves its next offset per partition and its load id beside the lake, tagged
+with the bronze version they describe (``<lake>/_state/bronze_positions.json``). While bronze is
+still at that version they are what a scan of bronze would find: a scheduled load whose Kafka
+end offsets equal them needs no Spark, the next load and silver's cursor need no scan of all of
+bronze. `orderlake status` and the reconciliation use the same offsets to warn while bronze
+lags, well before retention removes records it has not loaded (a load then fails, never skips
+them).
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ def positions_path(settings: Settings) -> Path:
     return settings.lake_dir / "_state" / "bronze_positions.json"
 
 
-def save_positions(settings: Settings, positions: Offsets) -> None:
+def save_positions(settings: Settings, positions: Offsets, load_id: int) -> None:
+    """Called by the bronze load holding the lake's writer lock, right after its commit: no
+    other commit can come between it and the version read here."""
     path = positions_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "version": lake.latest_version(settings, BRONZE_TABLE.name),
         "next_offsets": [[topic, partition, end] for (topic, partition), end in positions.items()],
+        "load_id": load_id,
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
@@ -52,6 +57,21 @@ def saved_positions(settings: Settings) -> tuple[int | None, Offsets] | None:
         return doc["version"], {(t, int(p)): int(end) for t, p, end in doc["next_offsets"]}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def current_positions(settings: Settings) -> tuple[Offsets, int] | None:
+    """(next offsets, highest load id) of bronze as it is now, from the last load's file; None
+    when bronze changed since (a replay, a restore, a delete: any commit after it) or the file
+    is missing, torn or older than its load id, and bronze itself must be read."""
+    try:
+        doc = json.loads(positions_path(settings).read_text())
+        version, load_id = doc["version"], int(doc["load_id"])
+        positions = {(t, int(p)): int(end) for t, p, end in doc["next_offsets"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if version is None or version != lake.latest_version(settings, BRONZE_TABLE.name):
+        return None
+    return positions, load_id
 
 
 def plan_load(positions: Offsets, marks: dict[tuple[str, int], tuple]) -> dict:

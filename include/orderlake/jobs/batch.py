@@ -56,8 +56,11 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
 def bronze_positions(
     spark: SparkSession, settings: Settings
 ) -> tuple[dict[tuple[str, int], int], int]:
-    """({(topic, partition): next offset to load}, the highest load id) from what bronze holds
-    (its own commit log)."""
+    """({(topic, partition): next offset to load}, the highest load id) from what bronze holds:
+    the last load's record of them while bronze is unchanged since, else a scan of bronze."""
+    known = kafka_log.current_positions(settings)
+    if known is not None:
+        return known
     rows = (
         lake.read(spark, settings, BRONZE_TABLE.name)
         .groupBy("topic", "partition")
@@ -102,7 +105,7 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
     positions, last_load_id = bronze_positions(spark, settings)
     plan = kafka_log.plan_load(positions, kafka_admin.watermarks(settings.bootstrap))
     if not plan:
-        kafka_log.save_positions(settings, positions)
+        kafka_log.save_positions(settings, positions, last_load_id)
         return {"layer": "bronze", "records": 0, "seconds": round(time.time() - started, 2)}
     positions = {**positions, **{tp: end for tp, (_, end) in plan.items()}}
     # the load id grows with every load: the sum over all partitions of the next offset after
@@ -112,7 +115,7 @@ def load_bronze(spark: SparkSession, settings: Settings) -> dict:
     load_id = max(sum(positions.values()), last_load_id + 1)
     rows = bronze_t.to_bronze(read_kafka_range(spark, settings, plan), load_id)
     lake.append(rows, settings, BRONZE_TABLE.name, lake.Txn("orderlake-bronze", load_id))
-    kafka_log.save_positions(settings, positions)
+    kafka_log.save_positions(settings, positions, load_id)
     written = _last_commit_rows(spark, settings, BRONZE_TABLE.name)
     seconds = time.time() - started
     return {
@@ -150,7 +153,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
     previous = None if full else last_run(spark, settings, "silver")
     cursor_from = previous["cursor_to"] if previous else 0
     bronze = lake.read(spark, settings, BRONZE_TABLE.name)
-    cursor_to = lake.one_row(bronze.agg(F.max("load_id")), "the newest bronze load")[0] or 0
+    cursor_to = bronze_positions(spark, settings)[1]
     if cursor_to <= cursor_from:
         return {"layer": "silver", "records": 0, "affected_dates": []}
     new = bronze.where((F.col("load_id") > cursor_from) & (F.col("load_id") <= cursor_to))
