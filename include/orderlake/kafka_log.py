@@ -50,12 +50,15 @@ def save_positions(settings: Settings, positions: Offsets, load_id: int) -> None
     tmp.replace(path)
 
 
-def saved_positions(settings: Settings) -> tuple[int | None, Offsets] | None:
-    """(bronze version, next offsets) of the last load, None when there is no usable file."""
+def saved_positions(settings: Settings) -> tuple[int | None, Offsets, int | None] | None:
+    """(bronze version, next offsets, load id) of the last load, None when there is no usable
+    file (a file from before the load id was kept has None there)."""
     try:
         doc = json.loads(positions_path(settings).read_text())
-        return doc["version"], {(t, int(p)): int(end) for t, p, end in doc["next_offsets"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        positions = {(t, int(p)): int(end) for t, p, end in doc["next_offsets"]}
+        load_id = doc.get("load_id")
+        return doc["version"], positions, None if load_id is None else int(load_id)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -63,13 +66,13 @@ def current_positions(settings: Settings) -> tuple[Offsets, int] | None:
     """(next offsets, highest load id) of bronze as it is now, from the last load's file; None
     when bronze changed since (a replay, a restore, a delete: any commit after it) or the file
     is missing, torn or older than its load id, and bronze itself must be read."""
-    try:
-        doc = json.loads(positions_path(settings).read_text())
-        version, load_id = doc["version"], int(doc["load_id"])
-        positions = {(t, int(p)): int(end) for t, p, end in doc["next_offsets"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    saved = saved_positions(settings)
+    if saved is None:
         return None
-    if version is None or version != lake.latest_version(settings, BRONZE_TABLE.name):
+    version, positions, load_id = saved
+    if load_id is None or version is None:
+        return None
+    if version != lake.latest_version(settings, BRONZE_TABLE.name):
         return None
     return positions, load_id
 
@@ -99,14 +102,11 @@ def plan_load(positions: Offsets, marks: dict[tuple[str, int], tuple]) -> dict:
 
 def bronze_is_current(settings: Settings) -> bool:
     """True when bronze provably holds every record Kafka holds, decided without Spark."""
-    saved = saved_positions(settings)
-    if saved is None:
-        return False
-    version, positions = saved
-    if version is None or version != lake.latest_version(settings, BRONZE_TABLE.name):
+    current = current_positions(settings)
+    if current is None:
         return False
     try:
-        return not plan_load(positions, kafka_admin.watermarks(settings.bootstrap))
+        return not plan_load(current[0], kafka_admin.watermarks(settings.bootstrap))
     except OrderlakeError:
         return False  # a retention gap, which the full load reports
 
