@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -27,6 +28,29 @@ def test_status_json_is_keyed_by_component(platform):
     for agent in ("flume-collector", "flume-edge-host-1"):
         assert state[agent]["url"].startswith("http://127.0.0.1:")
         assert "channel_fill_percent" in state[agent]
+
+
+def test_edge_agents_with_nothing_to_tail_stay_idle_not_restarted(platform):
+    """TAILDIR empties its position file while it tails no file; the watchdog once took that
+    for damage and restarted the agents every few seconds on a fresh platform. Runs while the
+    session's spools are still empty (test_ingest writes to them later)."""
+    from orderlake.stack import edge
+
+    settings = platform.settings
+    for host in settings.host_names:
+        assert not any((settings.spool_dir / host).iterdir()), "the spool is not empty"
+        path = edge.position_file(settings, host)
+        deadline = time.monotonic() + 60
+        # a watchdog check after TAILDIR wrote its (empty) position file
+        while not (
+            path.exists()
+            and edge.read_health(settings, host).get("checked_at", 0)
+            > path.stat().st_mtime + edge.TORN_READ_S
+        ):
+            assert time.monotonic() < deadline, f"no watchdog check of {path} in 60 s"
+            time.sleep(0.5)
+        health = edge.read_health(settings, host)
+        assert health["restarts"] == 0 and health["state"] == "idle", health
 
 
 def test_plain_status_is_a_table(platform):

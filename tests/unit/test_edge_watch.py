@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,31 @@ def test_a_position_file_taildir_loads():
     positions, problems = edge.parse_positions(json.dumps(GOOD))
     assert positions == [Position(11, 40, "/spool/host-1/actions.log")] and problems == []
     assert edge.parse_positions("[]") == ([], [])
+
+
+def test_an_empty_position_file_is_taildirs_own_and_loads():
+    """TAILDIR truncates the file and writes nothing while it tails no file (an empty spool):
+    that is not damage (the watchdog restarted agents in a loop on empty spools)."""
+    assert edge.parse_positions("") == ([], [])
+    assert edge.parse_positions("\n") == ([], [])
+
+
+def test_a_position_file_caught_mid_write_is_read_again_not_repaired(tmp_path: Path):
+    path = tmp_path / "taildir-position.json"
+    path.write_text(json.dumps(GOOD)[:20])  # torn, and it stays so: damaged
+    assert edge.EdgeAgent.read_positions(path)[1]
+    whole = json.dumps(GOOD)
+
+    def finish_writing():
+        time.sleep(edge.TORN_READ_S / 3)
+        path.write_text(whole)
+
+    writer = threading.Thread(target=finish_writing)
+    path.write_text(whole[:20])
+    writer.start()
+    assert edge.EdgeAgent.read_positions(path) is None  # being written: looked at next check
+    writer.join()
+    assert edge.EdgeAgent.read_positions(path) == ([Position(11, 40, GOOD[0]["file"])], [])
 
 
 @pytest.mark.parametrize(

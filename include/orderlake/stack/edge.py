@@ -42,6 +42,7 @@ from orderlake.stack import flume
 from orderlake.workload.spool import generations
 
 CHECK_S = 2.0
+TORN_READ_S = 0.3  # a position file that changed within this is being written, not damaged
 STALL_S = 30.0  # unread bytes and no progress for this long: the source is not reading
 BACKPRESSURE_FILL = 90.0  # channel percent full at which a source waiting is expected
 TAILED = (contracts.ACTIONS_FILE, contracts.PROFILES_FILE)
@@ -62,7 +63,13 @@ def parse_positions(text: str) -> tuple[list[Position], list[str]]:
     TAILDIR loads a JSON list of objects with exactly a long ``inode``, a long ``pos`` and a
     string ``file``; one bad entry, or a file that is not such a list, makes it fail as a
     whole. Problems are one short phrase each; an empty list of problems means it loads.
+
+    An empty file is TAILDIR's own: it rewrites the file every interval by truncating it and
+    writing the entries, nothing while it tails no file (an empty spool), and loads an empty
+    file as no positions.
     """
+    if not text.strip():
+        return [], []
     try:
         doc = json.loads(text)
     except ValueError as exc:
@@ -257,8 +264,10 @@ class EdgeAgent:
 
     def check(self, watch: Watch) -> None:
         path = position_file(self.settings, self.agent)
-        text = path.read_text(errors="replace") if path.exists() else "[]"
-        positions, problems = parse_positions(text)
+        read = self.read_positions(path)
+        if read is None:  # the next check reads it whole
+            return
+        positions, problems = read
         files = spool_files(self.settings, self.agent, positions)
         if problems:
             # TAILDIR writes the file only while its source runs: stop it before touching it
@@ -285,6 +294,21 @@ class EdgeAgent:
         if unread and fill is not None and fill >= BACKPRESSURE_FILL:
             state = "backpressure"
         self.write_health(state=state, reason=None, unread_bytes=unread, files=len(files))
+
+    @staticmethod
+    def read_positions(path: Path) -> tuple[list[Position], list[str]] | None:
+        """The position file's entries and problems, or None while it is being written.
+
+        TAILDIR rewrites the file in place (truncate, then write), so a read can land between
+        the two: a file with problems is read again a moment later and counts as damaged only
+        if it stayed the same."""
+        text = path.read_text(errors="replace") if path.exists() else "[]"
+        positions, problems = parse_positions(text)
+        if problems:
+            time.sleep(TORN_READ_S)
+            if (path.read_text(errors="replace") if path.exists() else "[]") != text:
+                return None
+        return positions, problems
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
