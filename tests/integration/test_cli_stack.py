@@ -41,14 +41,14 @@ def test_edge_agents_with_nothing_to_tail_stay_idle_not_restarted(platform):
         assert not any((settings.spool_dir / host).iterdir()), "the spool is not empty"
         path = edge.position_file(settings, host)
         deadline = time.monotonic() + 60
-        # a watchdog check after TAILDIR wrote its (empty) position file
-        while not (
-            path.exists()
-            and edge.read_health(settings, host).get("checked_at", 0)
-            > path.stat().st_mtime + edge.TORN_READ_S
-        ):
+        while not path.exists():  # TAILDIR writes it (empty) a second after it starts
+            assert time.monotonic() < deadline, f"TAILDIR wrote no {path} in 60 s"
+            time.sleep(0.2)
+        written = path.stat().st_mtime
+        # a watchdog check (every 2 s) of the file TAILDIR wrote
+        while edge.read_health(settings, host).get("checked_at", 0) <= written:
             assert time.monotonic() < deadline, f"no watchdog check of {path} in 60 s"
-            time.sleep(0.5)
+            time.sleep(0.2)
         health = edge.read_health(settings, host)
         assert health["restarts"] == 0 and health["state"] == "idle", health
 
