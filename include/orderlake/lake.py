@@ -171,18 +171,30 @@ def forget(spark: SparkSession, name: str) -> None:
 
 def ensure_tables(spark: SparkSession, settings: Settings, specs: list[TableSpec | str]) -> None:
     """Create the tables that do not exist (empty, with their declared schema, partitioning and
-    properties) and register them by name."""
+    properties, all in the first commit) and register them by name."""
     for spec in specs:
         spec = TABLES[spec] if isinstance(spec, str) else spec
         path = table_path(settings, spec.name)
         if not exists(settings, spec.name):
-            writer = spark.createDataFrame([], spec.schema).write.format("delta").mode("ignore")
-            if spec.partition_by:
-                writer = writer.partitionBy(*spec.partition_by)
-            writer.save(str(path))
-        if spec.properties:
+            spark.sql(create_statement(spec, path))
+        elif spec.properties:  # a table created before its properties were declared
             _set_properties(spark, path, dict(spec.properties))
     register_tables(spark, settings)
+
+
+def create_statement(spec: TableSpec, path: Path) -> str:
+    """The CREATE TABLE of an empty table at ``path``: one commit, where a DataFrame write of no
+    rows and then SET TBLPROPERTIES took two and a DESCRIBE (a fresh lake's first start paid
+    for each table). Columns are nullable, as a DataFrame write creates them: a schema's NOT
+    NULL is the writers' contract here, not a Delta constraint."""
+    columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema.fields)
+    statement = f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({columns}) USING DELTA"
+    if spec.partition_by:
+        statement += " PARTITIONED BY (" + ", ".join(f"`{c}`" for c in spec.partition_by) + ")"
+    if spec.properties:
+        assignments = ", ".join(f"'{key}' = '{value}'" for key, value in spec.properties)
+        statement += f" TBLPROPERTIES ({assignments})"
+    return statement
 
 
 def ensure_table(spark: SparkSession, settings: Settings, spec: TableSpec | str) -> str:

@@ -262,3 +262,21 @@ def test_sql_reads_unless_told_to_write_and_then_takes_the_writer_lock(loaded):
     assert lake.latest_version(settings, "ops.batch_runs") == before
     platform.cli("sql", statement, "--write")
     assert lake.latest_version(settings, "ops.batch_runs") == before + 1
+
+
+def test_every_declared_table_is_created_in_one_commit_as_its_spec_says(spark, tmp_path):
+    """Schema (every column nullable, as a DataFrame write creates it), partitioning and table
+    properties, all in version 0 of a fresh lake."""
+    from orderlake import schemas
+    from orderlake.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    lake.ensure_tables(spark, settings, list(schemas.TABLES))
+    for spec in schemas.TABLES.values():
+        assert lake.latest_version(settings, spec.name) == 0, spec.name
+        detail = spark.sql(f"DESCRIBE DETAIL {lake.sql_name(settings, spec.name)}").first()
+        assert detail["partitionColumns"] == list(spec.partition_by), spec.name
+        assert detail["properties"] == dict(spec.properties), spec.name
+        schema = lake.read(spark, settings, spec.name).schema
+        assert schema.simpleString() == spec.schema.simpleString(), spec.name
+        assert all(field.nullable for field in schema.fields), spec.name
