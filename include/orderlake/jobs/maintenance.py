@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +38,8 @@ from orderlake.settings import Settings
 
 NAME = "maintain"
 RECONCILIATION = "ops.reconciliation"
-SPEED_REQUEST_TIMEOUT_S = 15 * 60.0  # a busy speed layer takes a request between micro-batches
+SPEED_REQUEST_TIMEOUT_S = 15 * 60.0
+VACUUM_THREADS = 3  # a busy speed layer takes a request between micro-batches
 
 
 def batch_tables(settings: Settings) -> list[str]:
@@ -64,10 +66,26 @@ def optimize_tables(spark: SparkSession, settings: Settings, names: list[str]) -
     return results
 
 
-def pinned_since(spark: SparkSession, settings: Settings, name: str) -> datetime | None:
-    """Commit time of the oldest version of `name` a recent reconciliation compared."""
+def oldest_pins(table_versions: list[str | None]) -> dict[str, int]:
+    """The oldest version of each table in reconciliation rows' ``table_versions`` (JSON
+    objects of table -> version).
+
+    >>> oldest_pins(['{"gold.x": 7, "silver.y": 3}', None, '{"gold.x": 5, "silver.y": null}'])
+    {'gold.x': 5, 'silver.y': 3}
+    """
+    pins: dict[str, int] = {}
+    for doc in table_versions:
+        for name, version in (json.loads(doc) if doc else {}).items():
+            if version is not None:
+                pins[name] = min(version, pins.get(name, version))
+    return pins
+
+
+def pinned_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """Per table, the oldest version a reconciliation of the last ORDERLAKE_PIN_DAYS days
+    compared: one read of ops.reconciliation for every table a run vacuums."""
     if not lake.exists(settings, RECONCILIATION):
-        return None
+        return {}
     horizon = datetime.now(UTC) - timedelta(days=settings.pin_days)
     rows = (
         lake.read(spark, settings, RECONCILIATION)
@@ -75,24 +93,30 @@ def pinned_since(spark: SparkSession, settings: Settings, name: str) -> datetime
         .select("table_versions")
         .collect()
     )
-    versions = [json.loads(r[0]).get(name) for r in rows if r[0]]
-    versions = [v for v in versions if v is not None]
-    if not versions:
-        return None
+    return oldest_pins([r[0] for r in rows])
+
+
+def pinned_since(
+    spark: SparkSession, settings: Settings, name: str, version: int
+) -> datetime | None:
+    """Commit time of version ``version`` of table ``name`` (None: history no longer has it)."""
     history = spark.sql(f"DESCRIBE HISTORY {lake.sql_name(settings, name)}")
-    oldest = history.where(F.col("version") == min(versions)).select("timestamp").first()
+    oldest = history.where(F.col("version") == version).select("timestamp").first()
     return oldest[0].replace(tzinfo=UTC) if oldest else None
 
 
-def vacuum_guard(spark: SparkSession, settings: Settings, name: str, retain_hours: float) -> None:
-    """Raise OrderlakeError (one sentence) when this VACUUM could delete files still needed."""
+def vacuum_guard(
+    spark: SparkSession, settings: Settings, name: str, retain_hours: float, pins: dict[str, int]
+) -> None:
+    """Raise OrderlakeError (one sentence) when this VACUUM could delete files still needed
+    (``pins``: see ``pinned_versions``)."""
     if retain_hours < settings.vacuum_min_hours:
         raise OrderlakeError(
             f"Refusing to VACUUM {name} with {retain_hours:g} h retention: below the "
             f"{settings.vacuum_min_hours:g} h minimum (ORDERLAKE_VACUUM_MIN_HOURS) that protects "
             "readers of older versions."
         )
-    pinned = pinned_since(spark, settings, name)
+    pinned = pinned_since(spark, settings, name, pins[name]) if name in pins else None
     if pinned is not None:
         age_hours = (datetime.now(UTC) - pinned).total_seconds() / 3600
         if retain_hours < age_hours:
@@ -101,6 +125,19 @@ def vacuum_guard(spark: SparkSession, settings: Settings, name: str, retain_hour
                 f"of the last {settings.pin_days} days pinned a version from {age_hours:.1f} h "
                 "ago; keep at least that much."
             )
+
+
+def guarded_vacuum(
+    spark: SparkSession, settings: Settings, names: list[str], hours: float
+) -> list[dict]:
+    """The guard for every table first (one refusal stops the run before anything is deleted),
+    then the VACUUMs side by side: a small table's VACUUM waits on Spark's job scheduling and
+    its two commits far more than on the CPU."""
+    pins = pinned_versions(spark, settings)
+    for name in names:
+        vacuum_guard(spark, settings, name, hours, pins)
+    with ThreadPoolExecutor(VACUUM_THREADS) as pool:
+        return list(pool.map(lambda name: vacuum_table(spark, settings, name, hours), names))
 
 
 def vacuum_table(spark: SparkSession, settings: Settings, name: str, hours: float) -> dict:
@@ -119,12 +156,9 @@ def optimize(spark: SparkSession, settings: Settings) -> list[dict]:
 def vacuum(spark: SparkSession, settings: Settings, retain_hours: float | None = None) -> list:
     """VACUUM every table after the guard agreed; returns what was done per table."""
     hours = settings.vacuum_min_hours if retain_hours is None else retain_hours
-    done = []
-    for name in batch_tables(settings):
-        # under the lock: no batch job or replay reads older versions meanwhile
-        with locks.exclusive(settings, locks.BATCH, wait=True):
-            vacuum_guard(spark, settings, name, hours)
-            done.append(vacuum_table(spark, settings, name, hours))
+    # under the lock: no batch job or replay reads older versions meanwhile
+    with locks.exclusive(settings, locks.BATCH, wait=True):
+        done = guarded_vacuum(spark, settings, batch_tables(settings), hours)
     return done + maintain_speed(spark, settings, {"vacuum": True, "retain_hours": hours})
 
 
@@ -134,10 +168,7 @@ def perform(spark: SparkSession, settings: Settings, request: dict) -> list[dict
     names = speed_tables(settings)
     if request.get("optimize"):
         return optimize_tables(spark, settings, names)
-    hours = float(request["retain_hours"])
-    for name in names:
-        vacuum_guard(spark, settings, name, hours)
-    return [vacuum_table(spark, settings, name, hours) for name in names]
+    return guarded_vacuum(spark, settings, names, float(request["retain_hours"]))
 
 
 def requests_dir(settings: Settings) -> Path:
