@@ -139,8 +139,19 @@ def register_views(spark: SparkSession, existing: set[str]) -> None:
         for needs, sql in alternatives:
             if set(needs) <= existing:
                 spark.sql(f"CREATE DATABASE IF NOT EXISTS {view.split('.')[0]}")
-                spark.sql(f"CREATE OR REPLACE VIEW {view} AS {sql}")
+                _create(spark, f"CREATE OR REPLACE VIEW {view} AS {sql}")
                 break
+
+
+def _create(spark: SparkSession, statement: str) -> None:
+    """Run a CREATE that another session may be running at the same moment (jobs started
+    together on a fresh server each register the lake): the catalog's replace is a drop and a
+    create, so one of them can find the name taken; it is there, as wanted."""
+    try:
+        spark.sql(statement)
+    except PySparkException as exc:
+        if "TABLE_OR_VIEW_ALREADY_EXISTS" not in str(exc):
+            raise
 
 
 def _register(spark: SparkSession, settings: Settings, name: str) -> None:
@@ -149,13 +160,7 @@ def _register(spark: SparkSession, settings: Settings, name: str) -> None:
     # re-creating the entry makes the name point at this lake even if the catalog registered
     # another lake's table before (tests)
     forget(spark, name)
-    try:
-        spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
-    except PySparkException as exc:
-        # another session registered the same lake at the same moment (a job retried while
-        # `orderlake restart spark` registers the tables): the name is there, as wanted
-        if "TABLE_OR_VIEW_ALREADY_EXISTS" not in str(exc):
-            raise
+    _create(spark, f"CREATE TABLE {name} USING DELTA LOCATION '{table_path(settings, name)}'")
 
 
 def forget(spark: SparkSession, name: str) -> None:
