@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 
+from py4j.protocol import Py4JError
+
 from orderlake.errors import OrderlakeError
 from orderlake.jobs.speed import app, progress
 from orderlake.settings import Settings
@@ -41,10 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     # awaitTermination re-raises the query's failure: non-zero exit, supervisord restarts
-    while not query.awaitTermination(1):
-        if stopping.is_set():
-            query.stop()  # between micro-batches' commits
-            break
+    try:
+        while not query.awaitTermination(1):
+            if stopping.is_set():
+                query.stop()  # between micro-batches' commits
+                break
+    except (Py4JError, OSError):
+        # supervisord signals the whole process group: the JVM got the SIGTERM too and its
+        # shutdown hook is already stopping the query and the SparkContext (or the JVM is
+        # gone and its gateway refuses the connection)
+        if not stopping.is_set():
+            raise
     return 0
 
 

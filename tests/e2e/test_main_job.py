@@ -100,7 +100,11 @@ def test_the_streaming_supervisor_dag_restarts_a_stopped_speed_layer(main_job):
     finished = {
         r["dag_run_id"] for r in airflow.dag_runs(settings, dag) if r["state"] in airflow.FINISHED
     }
+    log = settings.logs_dir / f"{streaming.NAME}.log"
+    tracebacks = log.read_text(errors="replace").count("Traceback (most recent call last)")
     Supervisor(settings).stop(streaming.NAME)
+    # the SIGTERM reaches its JVM too (the whole process group): a clean stop, no py4j trace
+    assert log.read_text(errors="replace").count("Traceback (most recent call last)") == tracebacks
     run_id = airflow.trigger(settings, dag)
     result = airflow.wait_run(settings, dag, run_id, timeout=600)
     assert result["state"] == "success", result
