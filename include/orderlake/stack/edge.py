@@ -302,11 +302,15 @@ class EdgeAgent:
         TAILDIR rewrites the file in place (truncate, then write), so a read can land between
         the two: a file with problems is read again a moment later and counts as damaged only
         if it stayed the same."""
-        text = path.read_text(errors="replace") if path.exists() else "[]"
+
+        def read() -> str:
+            return path.read_text(errors="replace") if path.exists() else "[]"
+
+        text = read()
         positions, problems = parse_positions(text)
         if problems:
             time.sleep(TORN_READ_S)
-            if (path.read_text(errors="replace") if path.exists() else "[]") != text:
+            if read() != text:
                 return None
         return positions, problems
 
