@@ -10,7 +10,7 @@ ORDERLAKE_HOME, free ports) and stopped with `orderlake down` at the end, also o
 Ctrl-C:
 
     orderlake generate --live --rate R  ->  <spool>/host-N/actions.log  ->  2 Flume edge agents
-    (TAILDIR -> file channel -> Avro)  ->  Flume collector (file channel -> Kafka sink)  ->  Kafka
+    (TAILDIR -> file channel -> Avro)  ->  Flume collector (a Kafka channel per topic)  ->  Kafka
 
 For each rate R one generator run writes R lines/s for warm-up + seconds; every action carries
 its wall-clock write time as ``event_time``. A consumer assigned to all partitions of
@@ -117,7 +117,7 @@ class Sampler(threading.Thread):
         for agent in flume.agent_names(self.platform.settings):
             raw = flume.metrics(self.platform.settings, agent, timeout=0.5)
             if raw:
-                channels[flume.component_name(agent)] = flume.summarize(raw)["channel_size"]
+                channels[flume.component_name(agent)] = flume.summarize(raw).get("channel_size", 0)
         return {
             "t": time.time(),
             "procs": procs,
@@ -447,7 +447,8 @@ def markdown(result: dict) -> str:
     ]
     lines = [
         f"Ingest, append -> visible in Kafka through {s['hosts']} Flume edge agents and the "
-        f"collector (file channels); {result['timestamp']}, commit {result['git_commit']}, "
+        f"collector (edge file channels, collector Kafka channels); {result['timestamp']}, "
+        f"commit {result['git_commit']}, "
         f"{m['cpu_count']} cores, {m['ram_total_gib']} GiB RAM, load average (1/5/15 min) "
         f"{format_loads(result['load_average_before'])} before, "
         f"{format_loads(result['load_average_after'])} after; {s['seconds']:g} s measured per rate "

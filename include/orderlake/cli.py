@@ -80,11 +80,11 @@ def format_status(state: dict) -> str:
     for name, info in state.items():
         address = info.get("bootstrap") or info.get("url") or ""
         detail = ""
-        if "channel_fill_percent" in info:
-            detail = (
-                f"channel {info['channel_size']} events ({info['channel_fill_percent']:.2f}% full),"
-                f" in {info['events_in']}, out {info['events_out']}"
-            )
+        if "channel_fill_percent" in info:  # a Flume agent with a file channel (the edges)
+            fill = info["channel_fill_percent"]
+            detail = f"channel {info['channel_size']} events ({fill:.2f}% full), "
+        if "events_in" in info:  # every Flume agent
+            detail += f"in {info['events_in']}, out {info['events_out']}"
         health = info.get("health") or {}
         if name == airflow.NAME:  # its parts, by Airflow's own health check
             detail = ", ".join(airflow.unhealthy_parts(health))

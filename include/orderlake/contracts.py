@@ -12,7 +12,7 @@ from typing import Final
 TOPIC_ACTIONS: Final = "tmall.user_actions"
 TOPIC_PROFILES: Final = "tmall.user_profiles"
 # Lines the Flume edge guard refused (too large for Kafka, not UTF-8), wrapped in a JSON envelope
-# with a reason: visible and countable instead of wedging the Kafka sink or vanishing.
+# with a reason: visible and countable instead of wedging the collector or vanishing.
 TOPIC_REJECTS: Final = "tmall.rejects"
 ALL_TOPICS: Final = (TOPIC_ACTIONS, TOPIC_PROFILES, TOPIC_REJECTS)
 

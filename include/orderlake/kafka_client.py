@@ -3,7 +3,7 @@
 The embedded default is one PLAINTEXT broker on loopback; the cluster deployment puts every
 listener behind SASL_SSL (SCRAM-SHA-512 over TLS, orderlake.cluster.kafka_node). The same
 ``KafkaAuth`` configures confluent-kafka (``librdkafka_config``) and the JVM clients, Flume's
-Kafka sink and Spark's Kafka source (``java_properties``), so they cannot disagree.
+Kafka channels and Spark's Kafka source (``java_properties``), so they cannot disagree.
 
 A refused connection, a refused login or a missing ACL reaches the user as one sentence naming
 the principal and what to check (``describe_failure``), not as librdkafka's error code.

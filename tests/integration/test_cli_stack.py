@@ -27,7 +27,8 @@ def test_status_json_is_keyed_by_component(platform):
     assert set(offsets[contracts.TOPIC_ACTIONS]) == {"0", "1", "2"}  # JSON keys are strings
     for agent in ("flume-collector", "flume-edge-host-1"):
         assert state[agent]["url"].startswith("http://127.0.0.1:")
-        assert "channel_fill_percent" in state[agent]
+        assert {"events_in", "events_out"} <= set(state[agent])
+    assert "channel_fill_percent" in state["flume-edge-host-1"]  # the collector has no buffer
 
 
 def test_edge_agents_with_nothing_to_tail_stay_idle_not_restarted(platform):

@@ -10,6 +10,7 @@ import pytest
 from orderlake import contracts, kafka_admin
 from orderlake.cli import format_status
 from orderlake.errors import OrderlakeError, UsageError
+from orderlake.kafka_client import user_password_file
 from orderlake.settings import Settings
 from orderlake.stack import flume, kafka, supervisor
 from orderlake.stack.component import Component
@@ -63,32 +64,93 @@ def test_edge_agent_tails_its_host_spool_and_routes_by_topic_header(settings):
     assert conf["host_2.sources.tail.interceptors.key.serializers.k.name"] == "key"
 
 
-def test_collector_writes_to_kafka_with_acks_all_and_idempotence(settings):
+def test_collector_writes_each_topic_through_its_own_kafka_channel(settings):
+    """No sink and no file channel: a put commits once Kafka acknowledged the batch, so the
+    edge's Avro sink sees success only then (Kafka is the collector's buffer)."""
     conf = properties(flume.render(settings, "collector"))
-    assert conf["collector.sinks.kafka.kafka.bootstrap.servers"] == "127.0.0.1:19092"
-    assert conf["collector.sinks.kafka.kafka.producer.acks"] == "all"
-    assert conf["collector.sinks.kafka.kafka.producer.enable.idempotence"] == "true"
-    assert conf["collector.sinks.kafka.topicHeader"] == "topic"
-    assert conf["collector.channels.ch.type"] == "file"
+    assert conf["collector.channels"].split() == list(flume.COLLECTOR_CHANNELS)
+    assert "collector.sinks" not in conf and "collector.sinkgroups" not in conf
+    topics = {
+        "actions": contracts.TOPIC_ACTIONS,
+        "profiles": contracts.TOPIC_PROFILES,
+        "rejects": contracts.TOPIC_REJECTS,
+    }
+    for channel, topic in topics.items():
+        prefix = f"collector.channels.{channel}"
+        assert conf[f"{prefix}.type"] == "org.apache.flume.channel.kafka.KafkaChannel"
+        assert conf[f"{prefix}.kafka.topic"] == topic
+        assert conf[f"{prefix}.kafka.bootstrap.servers"] == "127.0.0.1:19092"
+        assert conf[f"{prefix}.parseAsFlumeEvent"] == "false"  # the line itself, not Avro
+        assert conf[f"{prefix}.kafka.producer.acks"] == "all"
+        assert conf[f"{prefix}.kafka.producer.enable.idempotence"] == "true"
+        assert conf[f"{prefix}.kafka.producer.security.protocol"] == "PLAINTEXT"
+        # delivered or failed before the edge's Avro request times out and re-sends the batch
+        edge = properties(flume.render(settings, "host-1"))
+        assert int(conf[f"{prefix}.kafka.producer.delivery.timeout.ms"]) < int(
+            edge["host_1.sinks.avro.request-timeout"]
+        )
+        assert conf[f"collector.sources.avro.selector.mapping.{topic}"] == channel
+    assert conf["collector.sources.avro.selector.header"] == "topic"
+    assert conf["collector.sources.avro.selector.default"] == "rejects"
 
 
-@pytest.mark.parametrize("agent", ["collector", "host-1"])
-def test_file_channels_roll_data_files_at_256_mib_so_taken_events_free_disk(settings, agent):
-    conf = properties(flume.render(settings, agent))
-    prefix = agent.replace("-", "_")
-    assert conf[f"{prefix}.channels.ch.type"] == "file"
-    assert conf[f"{prefix}.channels.ch.maxFileSize"] == str(256 * 2**20)
+def test_secured_collector_authenticates_every_kafka_channel(tmp_path):
+    secrets = tmp_path / "secrets"
+    user_password_file(secrets, "collector").parent.mkdir(parents=True)
+    user_password_file(secrets, "collector").write_text("pw\n")
+    (secrets / "truststore.password").write_text("tpw\n")
+    secured = Settings(
+        home=tmp_path / "home",
+        kafka_security="SASL_SSL",
+        kafka_user="collector",
+        kafka_auth_dir=secrets,
+    )
+    conf = properties(flume.render(secured, "collector"))
+    for channel in flume.COLLECTOR_CHANNELS:
+        prefix = f"collector.channels.{channel}.kafka.producer"
+        assert conf[f"{prefix}.security.protocol"] == "SASL_SSL"
+        assert 'username="collector" password="pw"' in conf[f"{prefix}.sasl.jaas.config"]
+        assert conf[f"{prefix}.ssl.truststore.location"] == str(secrets / "truststore.p12")
+        assert conf[f"{prefix}.ssl.truststore.password"] == "tpw"
 
 
-@pytest.mark.parametrize("agent, sink", [("collector", "kafka"), ("host-1", "avro")])
-def test_every_sink_runs_under_the_short_backoff_processor(settings, agent, sink):
-    conf = properties(flume.render(settings, agent))
-    name = agent.replace("-", "_")
-    assert conf[f"{name}.sinkgroups.out.sinks"] == sink
-    assert conf[f"{name}.sinkgroups.out.processor.type"] == (
+def test_edge_file_channels_roll_data_files_at_256_mib_so_taken_events_free_disk(settings):
+    conf = properties(flume.render(settings, "host-1"))
+    assert conf["host_1.channels.ch.type"] == "file"
+    assert conf["host_1.channels.ch.maxFileSize"] == str(256 * 2**20)
+
+
+def test_the_edge_sink_runs_under_the_short_backoff_processor(settings):
+    conf = properties(flume.render(settings, "host-1"))
+    assert conf["host_1.sinkgroups.out.sinks"] == "avro"
+    assert conf["host_1.sinkgroups.out.processor.type"] == (
         "org.orderlake.flume.ShortBackoffSinkProcessor"
     )
-    assert int(conf[f"{name}.sinkgroups.out.processor.maxBackoffSleep"]) <= 500
+    assert int(conf["host_1.sinkgroups.out.processor.maxBackoffSleep"]) <= 500
+
+
+def test_agent_summary_counts_what_left_for_the_next_hop():
+    edge = {
+        "SOURCE.tail": {"EventAcceptedCount": "10"},
+        "CHANNEL.ch": {"ChannelSize": "4", "ChannelFillPercentage": "0.5"},
+        "SINK.avro": {"EventDrainSuccessCount": "6", "RollbackCount": "1"},
+    }
+    assert flume.summarize(edge) == {
+        "events_in": 10,
+        "events_out": 6,
+        "sink_rollbacks": 1,
+        "channel_size": 4,
+        "channel_fill_percent": 0.5,
+    }
+    kafka_channel = {"KafkaEventSendTimer": "3", "ChannelSize": "0"}
+    collector = {
+        "SOURCE.avro": {"EventAcceptedCount": "9"},
+        "CHANNEL.actions": {**kafka_channel, "EventPutSuccessCount": "7"},
+        "CHANNEL.rejects": {**kafka_channel, "EventPutSuccessCount": "1"},
+    }
+    # no buffer of its own to show: what Kafka acknowledged is what left
+    assert flume.summarize(collector) == {"events_in": 9, "events_out": 8, "sink_rollbacks": 0}
+    assert flume.summarize(None) == {}
 
 
 def test_monitoring_ports_do_not_collide(settings):
@@ -180,8 +242,11 @@ def test_status_table_lists_components_and_offsets():
             "events_out": 6,
         },
     }
+    state["flume-edge-host-1"] = {**state.pop("flume-collector"), "pid": 3}
+    state["flume-collector"] = {"state": "RUNNING", "pid": 2, "events_in": 9, "events_out": 8}
     table = format_status(state)
-    assert "flume-collector" in table and "channel 3 events" in table
+    assert "channel 3 events (0.50% full), in 9, out 6" in table  # the edge's file channel
+    assert re.search(r"flume-collector +RUNNING +2 +in 9, out 8$", table, re.MULTILINE)
     assert "tmall.user_actions: 0=5 1=7  total=12" in table
 
 

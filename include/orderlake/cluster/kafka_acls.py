@@ -6,7 +6,7 @@ Principals (SCRAM-SHA-512 users; passwords in ``<secrets>/users/<name>.password`
 - ``admin``: manages topics, users and ACLs; super user, created at format time with ``broker``
   (creating ACLs needs ALTER on the cluster, which lets a principal grant itself anything, so a
   narrower admin would be narrower on paper only).
-- ``collector``: the Flume collector's Kafka sink. WRITE and DESCRIBE on topics starting with
+- ``collector``: the Flume collector's Kafka channels. WRITE and DESCRIBE on topics starting with
   ``tmall.``; IDEMPOTENT_WRITE on the cluster (its producer is idempotent).
 - ``speed``: the streaming job. READ and DESCRIBE on ``tmall.*``; READ on consumer groups
   starting with ``orderlake-speed``.

@@ -1,8 +1,8 @@
 """Flume agents: configuration files rendered from flume_conf/ templates, command lines, metrics.
 
 Two tiers as in the paper's figure 2: one edge agent per host (TAILDIR -> file channel -> Avro)
-and one collector (Avro -> file channel -> Kafka). Each agent serves Flume's HTTP monitoring
-JSON, which `orderlake status` reads for channel fill and event counts.
+and one collector (Avro -> one Kafka channel per topic). Each agent serves Flume's HTTP
+monitoring JSON, which `orderlake status` reads for channel fill and event counts.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from orderlake.stack.kafka import log4j2_config
 
 CONF_DIR = PROJECT_ROOT / "flume_conf"
 COLLECTOR = "collector"
+# the collector's Kafka channels (flume_conf/collector.conf.template), one per topic
+COLLECTOR_CHANNELS = ("actions", "profiles", "rejects")
 
 
 def agent_names(settings: Settings) -> list[str]:
@@ -51,14 +53,18 @@ def render(settings: Settings, agent: str) -> str:
         "max_line_bytes": settings.max_line_bytes,
         "host": agent,
         "spool_dir": settings.spool_dir / agent,
-        "kafka_security": "\n".join(
-            f"{_flume_id(agent)}.sinks.kafka.kafka.producer.{key} = {value}"
-            for key, value in java_properties(settings.kafka_auth()).items()
-        )
-        if agent == COLLECTOR
-        else "",
+        "kafka_security": _channel_security(settings, agent) if agent == COLLECTOR else "",
     }
     return Template((CONF_DIR / template).read_text()).substitute(values)
+
+
+def _channel_security(settings: Settings, agent: str) -> str:
+    """The Kafka client's security settings for every Kafka channel's producer."""
+    return "\n".join(
+        f"{_flume_id(agent)}.channels.{channel}.kafka.producer.{key} = {value}"
+        for channel in COLLECTOR_CHANNELS
+        for key, value in java_properties(settings.kafka_auth()).items()
+    )
 
 
 def write_config(settings: Settings, agent: str) -> Path:
@@ -66,7 +72,7 @@ def write_config(settings: Settings, agent: str) -> Path:
     if agent != COLLECTOR:
         (settings.spool_dir / agent).mkdir(parents=True, exist_ok=True)
     path = settings.flume_dir / agent / "agent.conf"
-    write_private(path, render(settings, agent))  # the Kafka sink's password, when secured
+    write_private(path, render(settings, agent))  # the Kafka password, when secured
     return path
 
 
@@ -100,19 +106,29 @@ def metrics(settings: Settings, agent: str, timeout: float = 2.0) -> dict | None
 
 
 def summarize(raw: dict | None) -> dict:
-    """The numbers `orderlake status` shows for one agent."""
+    """The numbers `orderlake status` shows for one agent: what its sources accepted, what left
+    for the next hop, and what its durable file channel holds (an edge agent's)."""
     if not raw:
         return {}
-    channel = raw.get("CHANNEL.ch", {})
     sources = [v for k, v in raw.items() if k.startswith("SOURCE.")]
     sinks = [v for k, v in raw.items() if k.startswith("SINK.")]
-    return {
-        "channel_size": int(channel.get("ChannelSize", 0)),
-        "channel_fill_percent": float(channel.get("ChannelFillPercentage", 0.0)),
+    # a Kafka channel has no sink: a put that succeeded is a record Kafka acknowledged
+    kafka_channels = [v for v in _channels(raw).values() if "KafkaEventSendTimer" in v]
+    summary: dict = {
         "events_in": sum(int(s.get("EventAcceptedCount", 0)) for s in sources),
-        "events_out": sum(int(s.get("EventDrainSuccessCount", 0)) for s in sinks),
+        "events_out": sum(int(s.get("EventDrainSuccessCount", 0)) for s in sinks)
+        + sum(int(c.get("EventPutSuccessCount", 0)) for c in kafka_channels),
         "sink_rollbacks": sum(int(s.get("RollbackCount", 0)) for s in sinks),
     }
+    channel = _channels(raw).get("ch")
+    if channel is not None:
+        summary["channel_size"] = int(channel.get("ChannelSize", 0))
+        summary["channel_fill_percent"] = float(channel.get("ChannelFillPercentage", 0.0))
+    return summary
+
+
+def _channels(raw: dict) -> dict[str, dict]:
+    return {k.removeprefix("CHANNEL."): v for k, v in raw.items() if k.startswith("CHANNEL.")}
 
 
 def _flume_id(agent: str) -> str:
