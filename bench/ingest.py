@@ -23,6 +23,12 @@ slowly). A step is *sustained* when the generator wrote >= 95% of the
 offered rate, the achieved rate is >= 95% of it too, and the backlog (written minus received)
 does not grow during the second half. The generator is Python on the same cores: its rate
 limiter falls behind when the machine is busy, which is reported, never hidden.
+
+Before the steps, the ceiling (``--burst N``, on the fresh platform): N lines generated at
+once (the generator alone: its spool writes), the time until Kafka holds all of them through
+Flume, and the same lines produced straight to a scratch topic of the same broker by one
+confluent-kafka producer (idempotent, so acks=all; lz4). Flume's rate is reported as a share of
+that producer's.
 """
 
 from __future__ import annotations
@@ -43,11 +49,21 @@ from pathlib import Path
 import numpy as np
 import psutil
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import NewTopic
 
-from bench.common import RESULTS_DIR, format_loads, load_average, provenance, write_results
+from bench.common import (
+    RESULTS_DIR,
+    format_loads,
+    load_average,
+    produce_lines,
+    provenance,
+    spool_files,
+    write_results,
+)
 from bench.stack import Platform, running_platform
-from orderlake import contracts
+from orderlake import contracts, kafka_admin
 from orderlake.stack import flume
+from orderlake.workload.generator import generate_to_spool
 
 SUSTAINED_SHARE = 0.95  # achieved / offered
 BACKLOG_GROWTH_SHARE = 0.05  # backlog slope (events/s) in the second half / offered rate
@@ -55,6 +71,8 @@ DRAIN_IDLE_S = 30.0  # after the generator ends: give up when nothing arrives fo
 DRAIN_MAX_S = 240.0  # ... or after this long in total
 FIND_MAX_STEP = 5_000
 FIND_MAX_LIMIT = 200_000
+BURST_MAX_S = 1800.0  # give up on Flume delivering the burst after this long
+CEILING_TOPIC = "bench.ceiling"
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -73,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"then step up from the highest sustained rate by +{FIND_MAX_STEP}/s until not",
     )
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=1_000_000,
+        help="lines for the ceiling comparison before the steps (0: none; default 1000000)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     p.add_argument("--keep-home", action="store_true", help="keep the temp ORDERLAKE_HOME")
     return p.parse_args(argv)
@@ -81,8 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- machine ------------------------------------------------------------------------------------
 # --- per-second samples of the processes and the Flume channels ---------------------------------
 class Sampler(threading.Thread):
-    """Every second: CPU% (of one core) and RSS of each named process, whole-machine CPU and
-    iowait, and each Flume agent's channel size. Samples are kept with their wall-clock time."""
+    """Every second: CPU% (of one core) and RSS of each named process with its children,
+    whole-machine CPU and iowait, and each Flume agent's channel size. Samples are kept with
+    their wall-clock time."""
 
     def __init__(self, pids: dict[str, int], platform: Platform, interval: float = 1.0):
         super().__init__(name="sampler", daemon=True)
@@ -91,9 +116,26 @@ class Sampler(threading.Thread):
         self.interval = interval
         self.samples: list[dict] = []
         self._done = threading.Event()
-        for proc in self.procs.values():
-            proc.cpu_percent(None)  # the first call only starts the measurement
+        self._seen: dict[int, psutil.Process] = {}
+        for name in self.procs:
+            self._tree(name)  # starts every process's CPU measurement
         psutil.cpu_times_percent(None)
+
+    def _tree(self, name: str) -> list[psutil.Process]:
+        """A component's process and its descendants (an edge agent's Flume JVM runs under its
+        watchdog), each kept across samples so its CPU % is measured between two of them; a
+        process seen for the first time has no interval yet and is left out of this sample.
+        This process's own children (the generator) are sampled under their own name."""
+        root = self.procs[name]
+        children = root.children(recursive=True) if root.pid != os.getpid() else []
+        tree = []
+        for proc in (root, *children):
+            if proc.pid in self._seen:
+                tree.append(self._seen[proc.pid])
+            else:
+                self._seen[proc.pid] = proc
+                proc.cpu_percent(None)
+        return tree
 
     def run(self) -> None:
         while not self._done.wait(self.interval):
@@ -106,12 +148,16 @@ class Sampler(threading.Thread):
 
     def _sample(self) -> dict:
         procs = {}
-        for name, proc in self.procs.items():
+        for name in self.procs:
+            cpu = rss = 0.0
             try:
-                with proc.oneshot():
-                    procs[name] = (proc.cpu_percent(None), proc.memory_info().rss / 2**20)
-            except psutil.Error:  # the generator has exited
+                for proc in self._tree(name):
+                    with proc.oneshot():
+                        cpu += proc.cpu_percent(None)
+                        rss += proc.memory_info().rss / 2**20
+            except psutil.Error:  # the generator has exited, or a process of the tree just did
                 continue
+            procs[name] = (cpu, rss)
         cpu = psutil.cpu_times_percent(None)
         channels = {}
         for agent in flume.agent_names(self.platform.settings):
@@ -397,6 +443,66 @@ def run_rates(platform: Platform, args: argparse.Namespace, steps: list[dict]) -
                 break
 
 
+def run_burst(platform: Platform, lines: int) -> dict:
+    """Flume against the ceilings next to it, on one platform in one run: the generator alone,
+    then Flume (first line appended -> Kafka holds every line), then one plain producer."""
+    settings = platform.settings
+    started = time.monotonic()
+    manifest, _ = generate_to_spool(
+        settings.spool_dir, events=lines, rate=0, hosts=settings.host_names, seed=0
+    )
+    generate_s = time.monotonic() - started
+    expected = manifest["topics"]
+    while not all(
+        sum(kafka_admin.end_offsets(settings.bootstrap).get(topic, {}).values()) >= n
+        for topic, n in expected.items()
+    ):
+        if time.monotonic() - started > BURST_MAX_S:
+            raise RuntimeError(f"Flume did not deliver the burst of {lines:,} in {BURST_MAX_S} s")
+        time.sleep(0.5)
+    flume_s = time.monotonic() - started
+    admin = kafka_admin.admin(settings.bootstrap)
+    created = admin.create_topics(
+        [NewTopic(CEILING_TOPIC, num_partitions=settings.actions_partitions, replication_factor=1)]
+    )
+    created[CEILING_TOPIC].result(60)
+    files = [
+        *spool_files(settings.spool_dir, contracts.ACTIONS_FILE),
+        *spool_files(settings.spool_dir, contracts.PROFILES_FILE),
+    ]
+    started = time.monotonic()
+    produced = produce_lines(settings.bootstrap, CEILING_TOPIC, files)
+    producer_s = time.monotonic() - started
+    admin.delete_topics([CEILING_TOPIC])[CEILING_TOPIC].result(60)
+    total = sum(expected.values())
+    return {
+        "lines": total,
+        "generator_s": round(generate_s, 2),
+        "flume_s": round(flume_s, 2),
+        "producer_s": round(producer_s, 2),
+        "producer_lines": produced,
+        "generator_lines_per_s": round(total / generate_s),
+        "flume_lines_per_s": round(total / flume_s),
+        "producer_lines_per_s": round(produced / producer_s),
+        "flume_share_of_producer": round((total / flume_s) / (produced / producer_s), 3),
+    }
+
+
+def burst_lines(burst: dict | None) -> list[str]:
+    if not burst:
+        return []
+    return [
+        "",
+        f"Ceiling, {burst['lines']:,} lines generated at once on the fresh platform: the "
+        f"generator alone wrote them in {burst['generator_s']:g} s "
+        f"({burst['generator_lines_per_s']:,} lines/s); Flume delivered every one to Kafka "
+        f"{burst['flume_s']:g} s after the first was appended ({burst['flume_lines_per_s']:,} "
+        f"lines/s); one confluent-kafka producer sent the same lines to the same broker in "
+        f"{burst['producer_s']:g} s ({burst['producer_lines_per_s']:,} lines/s). Flume: "
+        f"{burst['flume_share_of_producer']:.0%} of the plain producer.",
+    ]
+
+
 def max_sustained(steps: list[dict]) -> int | None:
     return max((s["offered_lines_per_s"] for s in steps if s["sustained"]), default=None)
 
@@ -487,6 +593,7 @@ def markdown(result: dict) -> str:
         "column) but the pipeline kept up with what it wrote, (pipeline) = the pipeline fell "
         "behind. "
         f"Highest sustained rate measured: {f'{best:,} lines/s' if best else 'none'}.",
+        *burst_lines(result.get("burst")),
     ]
     return "\n".join(lines) + "\n"
 
@@ -533,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     load_before = load_average()
     steps: list[dict] = []
+    burst = None
     error = None
     with running_platform(keep_home=args.keep_home, only="kafka,flume") as platform:
         print(f"platform up (ORDERLAKE_HOME={platform.settings.home})", flush=True)
@@ -541,6 +649,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped {', '.join(stopped)}: this benchmark measures the ingest path only")
         components = sorted(platform.pids())
         try:
+            if args.burst:
+                print(f"ceiling: {args.burst:,} lines at once ...", flush=True)
+                burst = run_burst(platform, args.burst)
+                print("  " + burst_lines(burst)[1], flush=True)
             run_rates(platform, args, steps)
         except Exception as exc:  # noqa: BLE001 - keep the steps measured so far
             error = f"{type(exc).__name__}: {exc}"
@@ -553,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": args.seconds,
             "warmup": args.warmup,
             "find_max": args.find_max,
+            "burst": args.burst,
             "hosts": platform.settings.hosts,
             "components_running": components,
             "components_stopped_before_measuring": stopped,
@@ -563,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             "backlog_growth_share": BACKLOG_GROWTH_SHARE,
         },
         "steps": steps,
+        "burst": burst,
         "max_sustained_lines_per_s": max_sustained(steps),
         "error": error,
     }

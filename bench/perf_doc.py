@@ -72,11 +72,20 @@ def rate_steps(d: Doc, columns: tuple[tuple[str, int], ...]) -> list[Row]:
 
 # --- one reader per benchmark ------------------------------------------------------------------
 def ingest(d: Doc) -> Table:
+    burst = d.get("burst") or {}
+    ceiling = (
+        f"; {num(burst['lines'])} lines at once: the generator alone "
+        f"{num(burst['generator_lines_per_s'])} lines/s, through Flume to Kafka "
+        f"{num(burst['flume_lines_per_s'])} lines/s, one plain confluent-kafka producer "
+        f"{num(burst['producer_lines_per_s'])} lines/s"
+        if burst
+        else ""
+    )
     t = Table(
         "Ingest: append -> Kafka through the edge agents and the collector",
         "ingest.json",
         f"{d['settings']['hosts']} edge hosts, {d['settings']['seconds']} s per rate; "
-        f"most lines/s sustained: {num(d.get('max_sustained_lines_per_s'))}",
+        f"most lines/s sustained: {num(d.get('max_sustained_lines_per_s'))}{ceiling}",
         ("offered lines/s", "reached Kafka /s", "p50 ms", "p99 ms", "sustained"),
     )
     t.rows = rate_steps(
