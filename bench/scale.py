@@ -102,13 +102,19 @@ class Sampler(threading.Thread):
         return [psutil.Process(pid), psutil.Process()]
 
     def sample_rss(self) -> None:
-        total, by_name = 0, {}
+        total, by_name, seen = 0, {}, {}
         for root in self.roots():
             for proc in [root, *root.children(recursive=True)]:
                 try:
                     rss = proc.memory_info().rss
                     name = proc.name()
+                    parent = proc.ppid()
                 except psutil.Error:
+                    continue
+                seen[proc.pid] = rss
+                # a JVM starts a program by vfork + exec: until the exec the child shares the
+                # JVM's memory (its RSS is the JVM's, to the byte) and must not count twice
+                if seen.get(parent) == rss:
                     continue
                 total += rss
                 by_name[name] = by_name.get(name, 0) + rss
@@ -272,6 +278,8 @@ def markdown(doc: dict) -> str:
             f"{at['speed']} | {r['end_to_end_s']} | {r['rates']['end_to_end_events_per_s']:,} | "
             f"{'exact' if r['reconcile_exact'] else r['reconcile_failed']} | {r['peak_rss_gib']} |"
         )
+    if doc.get("error"):
+        lines += ["", f"The run stopped at {doc['error'].splitlines()[0]}"]
     lines += ["", f"Fitted exponents (1.0 = linear): {doc['growth']}", ""]
     for r in doc["runs"]:
         lines.append(f"Peak disk MiB at {r['events']:,} events: {r['peak_disk_mib']}")
@@ -281,17 +289,28 @@ def markdown(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started, load_before = datetime.now(UTC), load_average()
-    runs = []
+    runs: list[dict] = []
+    error = None
     for i, events in enumerate(sorted(args.events)):
-        runs.append(one_volume(events, args.seed + i))
+        try:
+            runs.append(one_volume(events, args.seed + i))
+        except Exception as exc:  # noqa: BLE001 - the volumes measured so far are still results
+            error = f"{events:,} events: {type(exc).__name__}: {exc}"
+            print(f"failed at {error}", flush=True)
+            break
         print(json.dumps(runs[-1]), flush=True)
-    doc = {**provenance("scale", started, load_before), "runs": runs, "growth": growth(runs)}
+    doc = {
+        **provenance("scale", started, load_before),
+        "runs": runs,
+        "growth": growth(runs),
+        "error": error,
+    }
     text = markdown(doc)
     write_results(args.out, "scale", doc, text)
     if len(runs) > 1:
         plot(doc, args.out / "scale.png")
     print(text)
-    return 0
+    return 1 if error else 0
 
 
 if __name__ == "__main__":

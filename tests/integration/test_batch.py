@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from orderlake import contracts, kafka_admin, lake, locks
 from tests.fixtures.stack import ORDERLAKE, produce
-from tests.fixtures.workload import expected_gold, generated_workload, send
+from tests.fixtures.workload import expected_gold, generated_workload, latest_profiles, send
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -280,3 +280,49 @@ def test_every_declared_table_is_created_in_one_commit_as_its_spec_says(spark, t
         schema = lake.read(spark, settings, spec.name).schema
         assert schema.simpleString() == spec.schema.simpleString(), spec.name
         assert all(field.nullable for field in schema.fields), spec.name
+
+
+def test_a_profile_that_moves_a_user_rebuilds_the_gold_days_of_their_purchases(spark, loaded):
+    """A later profile that moves a user to another age bracket moves all their purchases in
+    gold, also on days with no new action. Gold changes by exactly that move: earlier tests in
+    the module leave records of their own, so they are loaded first and gold is compared before
+    and after. Last in the module: it changes gold."""
+    platform, profiles, actions, _ = loaded
+    settings = platform.settings
+    purchases = Counter(
+        a["user_id"] for a in actions if a["action_type"] == contracts.ACTION_PURCHASE
+    )
+    buyer = max(purchases, key=lambda user: (purchases[user], user))  # buys on several days
+    old = latest_profiles(profiles)[buyer]
+    moved = {
+        **old,
+        "age_range": 2 if old["age_range"] != 2 else 7,
+        "updated_at": "2015-11-12T00:00:00.000Z",
+    }
+
+    def gold() -> Counter:
+        rows = read(spark, settings, "gold.orders_by_age_gender_daily").collect()
+        return Counter(
+            {(r["event_date"], r["age_bracket"], r["gender"]): r["orders"] for r in rows}
+        )
+
+    platform.cli("batch", "all", "--close-through", "2015-11-11", timeout=900)  # earlier tests'
+    per_day = Counter(
+        r["event_date"]
+        for r in read(spark, settings, "silver.user_actions")
+        .where(f"user_id = {buyer} AND action_type = {contracts.ACTION_PURCHASE}")
+        .collect()
+    )
+    assert len(per_day) > 1
+    before = gold()
+    produce(settings.bootstrap, contracts.TOPIC_PROFILES, [moved])
+    done = platform.cli("batch", "all", "--close-through", "2015-11-11", timeout=900)
+    summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    silver = next(s for s in summaries if s["layer"] == "silver")
+    assert {str(d) for d in per_day} <= set(silver["affected_dates"])
+    gender = contracts.gender_label(old["gender"])
+    expected = Counter(before)
+    for day, n in per_day.items():
+        expected[(day, contracts.age_bracket(old["age_range"]), gender)] -= n
+        expected[(day, contracts.age_bracket(moved["age_range"]), gender)] += n
+    assert +gold() == +expected  # unary +: no row for a bucket with 0 orders
