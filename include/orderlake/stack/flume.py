@@ -112,23 +112,20 @@ def summarize(raw: dict | None) -> dict:
         return {}
     sources = [v for k, v in raw.items() if k.startswith("SOURCE.")]
     sinks = [v for k, v in raw.items() if k.startswith("SINK.")]
+    channels = {k.removeprefix("CHANNEL."): v for k, v in raw.items() if k.startswith("CHANNEL.")}
     # a Kafka channel has no sink: a put that succeeded is a record Kafka acknowledged
-    kafka_channels = [v for v in _channels(raw).values() if "KafkaEventSendTimer" in v]
+    kafka_channels = [v for v in channels.values() if "KafkaEventSendTimer" in v]
     summary: dict = {
         "events_in": sum(int(s.get("EventAcceptedCount", 0)) for s in sources),
         "events_out": sum(int(s.get("EventDrainSuccessCount", 0)) for s in sinks)
         + sum(int(c.get("EventPutSuccessCount", 0)) for c in kafka_channels),
         "sink_rollbacks": sum(int(s.get("RollbackCount", 0)) for s in sinks),
     }
-    channel = _channels(raw).get("ch")
+    channel = channels.get("ch")
     if channel is not None:
         summary["channel_size"] = int(channel.get("ChannelSize", 0))
         summary["channel_fill_percent"] = float(channel.get("ChannelFillPercentage", 0.0))
     return summary
-
-
-def _channels(raw: dict) -> dict[str, dict]:
-    return {k.removeprefix("CHANNEL."): v for k, v in raw.items() if k.startswith("CHANNEL.")}
 
 
 def _flume_id(agent: str) -> str:
