@@ -273,7 +273,7 @@ def _purchase_dates_of(
     spark: SparkSession, settings: Settings, users: DataFrame | None
 ) -> set[date]:
     """Event dates of the purchases of these users: their gold days change with their profile."""
-    if users is None:
+    if users is None or users.isEmpty():  # most loads move nobody: no scan of silver
         return set()
     rows = (
         lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
