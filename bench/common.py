@@ -21,6 +21,7 @@ import numpy as np
 import psutil
 from confluent_kafka import Producer
 
+from orderlake import kafka_admin
 from orderlake.settings import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -177,6 +178,12 @@ def write_results(out: Path, stem: str, result: dict, markdown: str) -> tuple[Pa
         tmp.write_text(text)
         os.replace(tmp, path)
     return json_path, md_path
+
+
+def kafka_holds(bootstrap: str, expected: dict[str, int]) -> bool:
+    """Whether every topic holds at least its expected number of records (from its end offsets)."""
+    offsets = kafka_admin.end_offsets(bootstrap)
+    return all(sum(offsets.get(t, {}).values()) >= n for t, n in expected.items())
 
 
 # --- feeding Kafka straight from spool files ------------------------------------------------------

@@ -54,6 +54,7 @@ from confluent_kafka.admin import NewTopic
 from bench.common import (
     RESULTS_DIR,
     format_loads,
+    kafka_holds,
     load_average,
     produce_lines,
     provenance,
@@ -453,10 +454,7 @@ def run_burst(platform: Platform, lines: int) -> dict:
     )
     generate_s = time.monotonic() - started
     expected = manifest["topics"]
-    while not all(
-        sum(kafka_admin.end_offsets(settings.bootstrap).get(topic, {}).values()) >= n
-        for topic, n in expected.items()
-    ):
+    while not kafka_holds(settings.bootstrap, expected):
         if time.monotonic() - started > BURST_MAX_S:
             raise RuntimeError(f"Flume did not deliver the burst of {lines:,} in {BURST_MAX_S} s")
         time.sleep(0.5)

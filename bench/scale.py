@@ -35,9 +35,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench.common import RESULTS_DIR, load_average, provenance, write_results
+from bench.common import RESULTS_DIR, kafka_holds, load_average, provenance, write_results
 from bench.stack import ORDERLAKE, Platform, running_platform
-from orderlake import kafka_admin
 from orderlake.settings import Settings
 from orderlake.stack import streaming
 from orderlake.workload.generator import generate_to_spool
@@ -142,11 +141,6 @@ def wait(check, what: str, timeout: float) -> None:
         time.sleep(1.0)
 
 
-def kafka_holds(settings: Settings, expected: dict[str, int]) -> bool:
-    offsets = kafka_admin.end_offsets(settings.bootstrap)
-    return all(sum(offsets.get(t, {}).values()) >= n for t, n in expected.items())
-
-
 def command(platform: Platform, *args: str) -> tuple[float, str, int]:
     started = time.monotonic()
     done = subprocess.run(
@@ -168,7 +162,9 @@ def one_volume(events: int, seed: int) -> dict:
         )
         at = {"generate": time.monotonic() - t0}
         expected = manifest["topics"]
-        wait(lambda: kafka_holds(settings, expected), "Kafka holding every line", 4 * 3600)
+        wait(
+            lambda: kafka_holds(settings.bootstrap, expected), "Kafka holding every line", 4 * 3600
+        )
         at["kafka"] = time.monotonic() - t0
         # the speed layer catches up while the batch runs: watched beside it
         watcher = threading.Thread(
