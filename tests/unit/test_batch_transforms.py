@@ -69,6 +69,21 @@ def test_silver_keeps_one_row_per_event_id_earliest_wins(spark):
     assert unique.schema.fieldNames() == schemas.SILVER_ACTIONS.fieldNames()
 
 
+def test_the_same_record_loaded_twice_keeps_the_earliest_loads_row(spark):
+    """A replay unions silver's rows with the range loaded again: every order of the union
+    gives the same silver."""
+    records = kafka_rows(spark, contracts.TOPIC_ACTIONS, [action("e1"), action("e2")])
+    loads = [
+        parsing.parse_actions(
+            bronze.as_kafka_records(bronze.to_bronze(records, load_id=load)), carry=("load_id",)
+        )
+        for load in (5, 9)
+    ]
+    for union in (loads[0].unionByName(loads[1]), loads[1].unionByName(loads[0])):
+        rows = silver.unique_actions(union.repartition(3)).collect()
+        assert {(r["event_id"], r["load_id"]) for r in rows} == {("e1", 5), ("e2", 5)}
+
+
 def test_edge_rejects_become_quarantine_rows_with_edge_reasons(spark):
     envelopes = [
         {

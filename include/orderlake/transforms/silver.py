@@ -16,12 +16,14 @@ def unique_actions(parsed_actions: DataFrame) -> DataFrame:
     """Valid parsed actions -> one row per event_id (schemas.SILVER_ACTIONS).
 
     Flume delivers at least once, so an event may arrive twice; the earliest Kafka record
-    (lowest partition, offset) wins, the same rule as the speed layer's.
+    (lowest partition, offset) wins, the same rule as the speed layer's. The same record twice
+    (a replay merges silver's row with the one it loaded again, under a new load id) keeps the
+    earliest load's row: without that tie-break the pick, and so silver, would vary run to run.
     """
     columns = [
         c for c in schemas.SILVER_ACTIONS.fieldNames() if c not in ("event_id", "event_date")
     ]
-    first = F.min_by(F.struct(*columns), F.struct("partition", "offset"))
+    first = F.min_by(F.struct(*columns), F.struct("partition", "offset", "load_id"))
     return (
         parsed_actions.where(F.col("reason").isNull())
         .groupBy("event_id")
