@@ -62,7 +62,7 @@ def git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def provenance(name: str, started: datetime, load_before: list[float]) -> dict:
+def provenance(name: str, started: datetime, load_before: list[float] | None) -> dict:
     """The head every benchmark's results start with: which benchmark, when, the code it ran
     (commit and the tracked files that differed from it), the machine and its load around."""
     return {

@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events", type=int, nargs="+", default=[1_000_000, 5_000_000])
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    p.add_argument(
+        "--from-log",
+        type=Path,
+        help="write the results of a run stopped early from the per-volume lines it printed "
+        "(its output), instead of running; --started gives that run's start (ISO, UTC)",
+    )
+    p.add_argument("--started", type=datetime.fromisoformat, help="with --from-log")
     return p.parse_args(argv)
 
 
@@ -275,11 +282,20 @@ def markdown(doc: dict) -> str:
             f"{'exact' if r['reconcile_exact'] else r['reconcile_failed']} | {r['peak_rss_gib']} |"
         )
     if doc.get("error"):
-        lines += ["", f"The run stopped at {doc['error'].splitlines()[0]}"]
+        lines += ["", f"The run stopped early: {doc['error'].splitlines()[0]}"]
     lines += ["", f"Fitted exponents (1.0 = linear): {doc['growth']}", ""]
     for r in doc["runs"]:
         lines.append(f"Peak disk MiB at {r['events']:,} events: {r['peak_disk_mib']}")
     return "\n".join(lines) + "\n"
+
+
+def logged_runs(log: Path) -> list[dict]:
+    """The per-volume records a run printed, one JSON object per line among its other output."""
+    runs = []
+    for line in log.read_text().splitlines():
+        if line.startswith('{"events":'):
+            runs.append(json.loads(line))
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,12 +303,17 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before = datetime.now(UTC), load_average()
     runs: list[dict] = []
     error = None
+    if args.from_log:
+        runs = logged_runs(args.from_log)
+        started, load_before = args.started or started, None
+        error = "stopped before its remaining volumes; written from its output (--from-log)"
+        args.events = []
     # in the order given: the largest volume first finds a failure at scale an hour sooner
     for i, events in enumerate(args.events):
         try:
             runs.append(one_volume(events, args.seed + i))
         except Exception as exc:  # noqa: BLE001 - the volumes measured so far are still results
-            error = f"{events:,} events: {type(exc).__name__}: {exc}"
+            error = f"at {events:,} events: {type(exc).__name__}: {exc}"
             print(f"failed at {error}", flush=True)
             break
         print(json.dumps(runs[-1]), flush=True)

@@ -47,3 +47,25 @@ def test_a_results_file_of_another_shape_is_one_sentence(tmp_path):
     (tmp_path / "airflow.json").write_text(json.dumps({"rounds": "not a list"}))
     with pytest.raises(SystemExit, match="does not have the shape bench.perf_doc reads"):
         perf_doc.render(tmp_path)
+
+
+def test_a_scale_run_stopped_early_is_written_from_the_lines_it_printed(tmp_path):
+    from bench import scale
+
+    run = {
+        "events": 1000, "profiles": 10, "end_to_end_s": 9.0, "batch_s": 4.0,
+        "seconds_from_first_line": {"generate": 1.0, "kafka": 3.0, "speed": 4.0, "batch": 9.0},
+        "rates": {"end_to_end_events_per_s": 111}, "reconcile_exact": True,
+        "reconcile_failed": [], "peak_rss_gib": 1.0, "peak_disk_mib": {"kafka": 1},
+    }  # fmt: skip
+    log = tmp_path / "scale.log"
+    bigger = {**run, "events": 5000, "end_to_end_s": 40.0}
+    log.write_text(f"starting\n{json.dumps(bigger)}\nnoise\n{json.dumps(run)}\n")
+    assert [r["events"] for r in scale.logged_runs(log)] == [5000, 1000]
+    code = scale.main(["--from-log", str(log), "--started", "2026-12-06T11:14:05+00:00",
+                       "--out", str(tmp_path)])  # fmt: skip
+    assert code == 1  # not every volume asked for was measured
+    doc = json.loads((tmp_path / "scale.json").read_text())
+    assert [r["events"] for r in doc["runs"]] == [1000, 5000]
+    assert doc["timestamp"] == "2026-12-06T11:14:05Z" and doc["load_average_before"] is None
+    assert "stopped early" in (tmp_path / "scale.md").read_text()
