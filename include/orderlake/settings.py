@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_connect_host: str = "127.0.0.1"  # where clients reach it (compose: its service name)
     spark_connect_port: int = 15002
+    # cluster mode: clients reach the server over TLS with a bearer token (the cluster's CA,
+    # the token and the server's certificate are in this directory; `orderlake cluster up`
+    # makes them); None: plaintext without a token, as on the embedded loopback
+    spark_connect_auth_dir: Path | None = None
     # the server's driver heap: every batch job's data passes through it (a full rebuild
     # de-duplicates every event at once)
     spark_server_memory: str = "2g"

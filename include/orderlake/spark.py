@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, cast
 
+import grpc
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
@@ -259,14 +260,35 @@ def interrupt_orphans(settings: Settings) -> list[str]:
             doc["pid"], doc.get("start")
         ):
             continue
-        url = f"{settings.spark_connect_url}/;session_id={doc['session_id']}"
         with contextlib.suppress(PySparkException, ValueError):
-            orphan = SparkSession.builder.remote(url).create()
+            orphan = _remote(settings, session_id=doc["session_id"])
             if orphan.interruptAll():
                 found.append(doc.get("app", "?"))
             orphan.stop()  # releases the session on the server
         path.unlink(missing_ok=True)
     return found
+
+
+def _remote(settings: Settings, **params: str) -> SparkSession:
+    """A new session on the warm server: in cluster mode through its TLS gate, trusting the
+    cluster's CA and with the server's token (orderlake.connect_auth)."""
+    url = f"{settings.spark_connect_url}/;" + ";".join(f"{k}={v}" for k, v in params.items())
+    if settings.spark_connect_auth_dir is None:
+        return SparkSession.builder.remote(url).create()
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+    from orderlake import connect_auth
+
+    channel = connect_auth.channel_builder(url, settings.spark_connect_auth_dir)
+    # what SparkSession.builder.remote() sets: pyspark.sql.functions and DataFrame helpers
+    # dispatch to their Connect implementations only while it is set
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    return cast(SparkSession, RemoteSparkSession.builder.channelBuilder(channel).create())
+
+
+def _grpc_status(exc: PySparkException) -> grpc.StatusCode | None:
+    status = getattr(exc, "getGrpcStatusCode", None)
+    return status() if callable(status) else None
 
 
 @contextlib.contextmanager
@@ -288,10 +310,15 @@ def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iter
         logging.getLogger(logger).setLevel(logging.CRITICAL)
     try:
         # the application's name travels as the client's user agent (the server's logs show it)
-        url = f"{settings.spark_connect_url}/;user_agent={app_name}"
-        spark = SparkSession.builder.remote(url).create()
+        spark = _remote(settings, user_agent=app_name)
         spark.sql("SELECT 1").collect()
     except PySparkException as exc:
+        if _grpc_status(exc) == grpc.StatusCode.UNAUTHENTICATED:
+            raise OrderlakeError(
+                f"The Spark server at {settings.spark_connect_url} refused this client's token; "
+                f"use the spark-connect.token of the cluster's secrets in "
+                f"ORDERLAKE_SPARK_CONNECT_AUTH_DIR ({settings.spark_connect_auth_dir})."
+            ) from None
         raise server_down(settings, str(exc).strip().splitlines()[0][:200]) from None
     record = _record_session(settings, spark, app_name)
     try:

@@ -86,6 +86,17 @@ def test_kafka_clients_are_secured_with_their_own_principal(programs):
             assert p.environment["SPARK_CONF_DIR"] == str(ROOT / "secrets" / "spark-conf")
 
 
+def test_the_warm_spark_and_its_clients_get_tls_and_a_token(programs):
+    secured = {
+        name
+        for name, p in programs.items()
+        if p.environment.get("ORDERLAKE_SPARK_CONNECT_AUTH_DIR") == str(ROOT / "secrets")
+    }
+    assert {"spark-connect", "airflow-scheduler", "airflow-api-server", "streaming"} <= secured
+    assert programs["spark-connect"].argv[-1] == deploy.SPARK_CONNECT_PROGRAM
+    assert "spark-master" not in secured  # spark-class: not a Connect client
+
+
 def test_brokers_have_no_plaintext_listener(programs):
     broker = programs["kafka-2"]
     assert broker.kind == deploy.KAFKA

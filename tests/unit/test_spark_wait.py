@@ -41,3 +41,26 @@ def test_a_server_that_stops_while_starting_fails_with_the_last_reason(server, s
     server["starting"] = [3.0, None]
     server["reachable"] = ["Connection reset"]
     assert spark._wait_while_starting(settings, "Connection refused") == "Connection reset"
+
+
+def test_a_secured_server_listens_on_loopback_behind_its_gate_and_its_token_stays_off_argv(
+    tmp_path,
+):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "spark-connect.token").write_text("t0ken-value\n")
+    secured = Settings(
+        home=tmp_path / "home",
+        bind_host="0.0.0.0",
+        spark_connect_auth_dir=secrets,  # noqa: S104
+    )
+    program = spark_server.program(secured)
+    assert program.command[1:] == ["-m", "orderlake.stack.connect_gate"]
+    inner = spark_server.command(secured, bind=("127.0.0.1", secured.spark_connect_port + 1))
+    assert "spark.connect.grpc.binding.address=127.0.0.1" in inner
+    assert f"spark.connect.grpc.binding.port={secured.spark_connect_port + 1}" in inner
+    assert not any("t0ken-value" in part for part in [*program.command, *inner])
+    assert "t0ken-value" not in str(program.environment)
+    # the embedded default: the server itself on the public address, no gate
+    plain = spark_server.program(Settings(home=tmp_path / "home"))
+    assert plain.command[0].endswith("spark-submit")

@@ -36,7 +36,8 @@ Security in cluster mode (laid over the compose environment here, see ``overlay`
 orderlake service gets ``ORDERLAKE_KAFKA_SECURITY=SASL_SSL`` and the secrets directory, and
 connects as its service's principal (``ORDERLAKE_KAFKA_USER``); Spark's master, workers and
 drivers share ``SPARK_CONF_DIR`` whose spark-defaults.conf (0600) sets ``spark.authenticate``
-and the cluster's generated secret.
+and the cluster's generated secret; the warm Spark server and its clients get
+``ORDERLAKE_SPARK_CONNECT_AUTH_DIR`` (TLS and a bearer token, orderlake.connect_auth).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ ORDERLAKE = "orderlake"
 KAFKA = "kafka"
 POSTGRES = "postgres"
 KINDS = (ORDERLAKE, KAFKA, POSTGRES)
+SPARK_CONNECT_PROGRAM = "spark"  # the orderlake program of the warm Spark (stack/spark_server)
 ENTRYPOINT = ["python", "-m", "orderlake.stack.foreground"]  # the Dockerfile's ENTRYPOINT
 CONTAINER_HOME = "/var/lib/orderlake"
 POSTGRES_RUN = "/var/run/postgresql"
@@ -281,6 +283,9 @@ def overlay(service: Service, kind: str, layout: Layout) -> dict[str, str]:
             env.setdefault(
                 "ORDERLAKE_KAFKA_USER", DEFAULT_PRINCIPALS.get(service.name, BATCH_PRINCIPAL)
             )
+        if env.get("ORDERLAKE_SPARK_CONNECT_HOST"):
+            # the warm Spark behind TLS and a token: its gate and every client (connect_auth)
+            env.setdefault("ORDERLAKE_SPARK_CONNECT_AUTH_DIR", str(layout.secrets))
         env["SPARK_CONF_DIR"] = str(layout.spark_conf)
     return env
 

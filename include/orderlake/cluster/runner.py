@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from orderlake import connect_auth
 from orderlake.cluster import compose, deploy, kafka_acls, kafka_node, netns, tls
 from orderlake.cluster.deploy import HostProgram, Layout
 from orderlake.errors import OrderlakeError
@@ -89,6 +90,11 @@ def make_secrets(layout: Layout, programs: Sequence[HostProgram]) -> None:
     for p in programs:
         if p.kind == deploy.KAFKA:
             kafka_node.write_secrets(secrets, p.service, [p.service, *p.aliases], broker)
+    for p in programs:
+        if p.kind == deploy.ORDERLAKE and p.argv[-1:] == [deploy.SPARK_CONNECT_PROGRAM]:
+            # the warm Spark's TLS gate and the token its clients send (connect_auth)
+            tls.server_pem(secrets, [p.service, *p.aliases], "spark-connect")
+            tls.secret(secrets / connect_auth.TOKEN_FILE, nbytes=32)
     spark_secret = tls.secret(secrets / "spark.secret")
     write_private(
         layout.spark_conf / "spark-defaults.conf",

@@ -2,13 +2,15 @@
 
 directory -> ca.p12 (the CA's key), ca.pem (its certificate, for librdkafka's ssl.ca.location),
 <name>.keystore.p12 per broker host (its key and a certificate the CA signed for the host's
-names), truststore.p12 (the CA certificate, for Java clients such as Flume and Spark).
+names), truststore.p12 (the CA certificate, for Java clients such as Flume and Spark), and for a
+TLS server outside the JVM the same as PEM files (``server_pem``).
 
-Everything is made with the JDK's keytool, so no Python crypto package is needed. Each store's
-password sits beside it in ``<store>.password``; the directory is 0700 and every file in it 0600
-(a key or a password in a file another local user can read is not a secret). Existing material
-is reused: calling these functions again changes nothing, unless a broker's host names changed
-or the CA was replaced, in which case that broker's keystore is made again.
+Keys and certificates are made with the JDK's keytool; only ``server_pem`` reads a store with
+the cryptography package (an Airflow dependency), as keytool cannot export a private key.
+Each store's password sits beside it in ``<store>.password``; the directory is 0700 and every
+file in it 0600 (a key or a password in a file another local user can read is not a secret).
+Existing material is reused: calling these functions again changes nothing, unless a broker's
+host names changed or the CA was replaced, in which case that broker's keystore is made again.
 
 Example::
 
@@ -168,6 +170,34 @@ def truststore(directory: Path, *, ca: CA | None = None) -> Store:
     )
     _chmod(store.path)
     return store
+
+
+def server_pem(directory: Path, host_names: Sequence[str], name: str) -> tuple[Path, Path]:
+    """``<name>.crt.pem`` (the certificate the CA signed for ``host_names``, then the CA's) and
+    ``<name>.key.pem`` (its key, unencrypted, 0600): for a TLS server outside the JVM (the
+    Spark Connect gate, stack/connect_gate.py). Made from ``broker_keystore``'s store, so
+    they are made again exactly when it is."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        pkcs12,
+    )
+
+    store = broker_keystore(directory, host_names, name=name)
+    cert, key = directory / f"{name}.crt.pem", directory / f"{name}.key.pem"
+    if cert.exists() and key.exists() and cert.stat().st_mtime_ns >= store.path.stat().st_mtime_ns:
+        return cert, key
+    private, leaf, chain = pkcs12.load_key_and_certificates(
+        store.path.read_bytes(), store.password.encode()
+    )
+    if private is None or leaf is None:
+        raise OrderlakeError(f"{store.path} holds no key and certificate for {name}.")
+    pem = [c.public_bytes(Encoding.PEM).decode() for c in (leaf, *chain)]
+    write_private(cert, "".join(pem))
+    key_pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    write_private(key, key_pem.decode())
+    return cert, key
 
 
 # --- keytool --------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ session_conf: Delta's SQL extension and catalog, the Kafka source jars) and boun
 ORDERLAKE_BIND_HOST:ORDERLAKE_SPARK_CONNECT_PORT. Its driver runs on ORDERLAKE_SPARK_MASTER:
 `local[2]` in the embedded default, the standalone master in a cluster.
 
+In cluster mode (ORDERLAKE_SPARK_CONNECT_AUTH_DIR set) the server listens on loopback only and
+demands a bearer token, behind a TLS gate on the public address (stack/connect_gate.py).
+
 Jobs come and go as Connect sessions (spark.connect); the JVM, its compiled code and its caches
 stay, so a batch step pays no JVM start. The FAIR scheduler lets an analyst's query run beside
 a long batch job instead of queueing behind it.
@@ -36,15 +39,17 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).parent
 
 
-def command(settings: Settings) -> list[str]:
-    """spark-submit of the Connect server with the lake's session configuration."""
+def command(settings: Settings, bind: tuple[str, int] | None = None) -> list[str]:
+    """spark-submit of the Connect server with the lake's session configuration, listening on
+    ``bind`` (default ORDERLAKE_BIND_HOST:ORDERLAKE_SPARK_CONNECT_PORT)."""
     from orderlake.spark import session_conf
 
+    host, port = bind or (settings.bind_host, settings.spark_connect_port)
     conf = {
         **session_conf(settings, settings.spark_server_memory),
         "spark.app.name": "orderlake-spark",
-        "spark.connect.grpc.binding.address": settings.bind_host,
-        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
         # concurrent sessions share the cores instead of queueing behind one another
         "spark.scheduler.mode": "FAIR",
     }
@@ -67,10 +72,13 @@ def environment(settings: Settings) -> dict[str, str]:
 
 
 def program(settings: Settings) -> Program:
+    """The server; with ORDERLAKE_SPARK_CONNECT_AUTH_DIR, the server behind its TLS gate
+    (stack/connect_gate.py), which starts it."""
     settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    secured = settings.spark_connect_auth_dir is not None
     return Program(
         NAME,
-        command(settings),
+        [sys.executable, "-m", "orderlake.stack.connect_gate"] if secured else command(settings),
         directory=settings.home,
         environment=environment(settings),
         startsecs=5,
