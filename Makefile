@@ -21,8 +21,8 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-batch bench-airflow \
-        bench-warm-spark bench-startup bench-scale soak perf-doc lint secrets-scan fmt \
+        test-cluster-spark bench bench-cluster cluster cluster-down bench-ingest bench-speed \
+        bench-batch bench-airflow bench-warm-spark bench-startup bench-scale soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
 help: ## list the targets
@@ -87,6 +87,9 @@ test-integration: setup ## run the integration and end-to-end tests (real broker
 	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
+
+test-cluster-spark: setup ## the cluster tier with the warm Spark: its token over TLS, a worker killed during a batch build (root, ~12 min)
+	ORDERLAKE_TEST_CLUSTER_SPARK=1 $(PY) -m pytest tests/cluster/test_deployment.py $(PYTEST_ARGS)
 
 bench-cluster: setup ## the namespace cluster: start time, events/s to Kafka and counted, broker failover pause (root)
 	$(PY) -m bench.cluster

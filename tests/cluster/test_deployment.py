@@ -1,19 +1,23 @@
 """docker-compose.yaml's data path running for real as hosts in network namespaces.
 
 One cluster for the module, started by the CLI (`orderlake cluster up --service streaming
---service flume-edge-host-1 --service flume-edge-host-2`: three secured KRaft brokers, the
-topic step, the Flume collector and two edge hosts, a Spark master with two workers and the
-speed layer's driver on its own host). Orders are generated on host-1 and host-2 with
-`orderlake cluster exec`; Kafka is read from inside the cluster as the admin principal
-(tests/cluster/probe.py); the speed layer's Delta table is read from the shared volume. Then:
-a partition leader and then the active KRaft controller SIGKILLed while a host writes (each
-restarted by supervisord), an edge host unplugged while it writes, the Spark hosts cut from the
-brokers for 30 s, a client without credentials and a principal without the ACL. Every count is
-exact against the generator's manifests; `cluster down` must leave nothing behind.
+--service flume-edge-host-1 --service flume-edge-host-2`, with `make test-cluster-spark` also
+`--service spark-connect`: three secured KRaft brokers, the topic step, the Flume collector and
+two edge hosts, a Spark master with two workers, the speed layer's driver and the warm Spark
+server each on its own host). Orders are generated on host-1 and host-2 with `orderlake cluster
+exec`; Kafka is read from inside the cluster as the admin principal (tests/cluster/probe.py);
+the speed layer's and gold's Delta tables are read from the shared volume. Then: a partition
+leader, the active KRaft controller and a follower SIGKILLed while a host writes (each restarted
+by supervisord), an edge host unplugged while it writes, the Spark hosts cut from the brokers
+for 30 s, a Spark worker killed while `orderlake batch all` builds on the warm Spark server, a
+client without credentials and a principal without the ACL, a Spark client with the wrong token
+(the warm Spark's tests: `make test-cluster-spark` only). Every count is exact against the
+generator's manifests; `cluster down` must leave nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
+import psutil
 import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
@@ -34,7 +39,19 @@ from .conftest import PACKAGE_ROOT, leftovers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
-SERVICES = ("streaming", "flume-edge-host-1", "flume-edge-host-2")
+# the warm Spark on the cluster (its token over TLS, a worker killed during a batch build) takes
+# about 5 minutes more: more than `make test`'s budget has left; `make test-cluster-spark`
+# runs the module with it
+WITH_SPARK_CONNECT = os.environ.get("ORDERLAKE_TEST_CLUSTER_SPARK") == "1"
+SERVICES = (
+    "streaming",
+    *(("spark-connect",) if WITH_SPARK_CONNECT else ()),
+    "flume-edge-host-1",
+    "flume-edge-host-2",
+)
+needs_spark_connect = pytest.mark.skipif(
+    not WITH_SPARK_CONNECT, reason="the warm Spark on the cluster: `make test-cluster-spark`"
+)
 EVENTS = 3000
 SEED = 7  # every run the same seed: the same users with the same profiles on every host
 UP_TIMEOUT_S = 600
@@ -171,6 +188,7 @@ def test_status_lists_every_host_with_address_namespace_and_program(cluster):
         "spark-master",
         "spark-worker",
         "spark-worker-2",
+        *(("spark-connect",) if WITH_SPARK_CONNECT else ()),
         "streaming",
     }
     assert hosts["flume-edge-host-1"]["aliases"] == ["host-1"]
@@ -200,6 +218,33 @@ def test_clients_without_credentials_or_acl_are_refused_in_one_sentence(cluster)
     assert "'speed' is not authorized on topic tmall.user_actions" in refused["speed_produce"]
 
 
+# a session of the cluster's own client (spark.connect), without registering the lake's tables
+ANSWER_WITH_THE_TOKEN = (
+    "from orderlake.settings import Settings; from orderlake.spark import connect\n"
+    "with connect(Settings.from_env(), 'orderlake-probe', register=False) as spark:\n"
+    "    print(spark.sql('SELECT 41 + 1').collect()[0][0])"
+)
+
+
+@needs_spark_connect
+def test_the_warm_spark_answers_its_token_and_refuses_another_in_one_sentence(cluster):
+    """The warm Spark demands the cluster's token, over TLS (its gate): a client of the cluster
+    gets an answer; one trusting the CA but holding another token gets one sentence, at once."""
+    answer = cluster.exec("spark-connect", "python", "-c", ANSWER_WITH_THE_TOKEN)
+    assert answer.strip().splitlines()[-1] == "42"
+    wrong = cluster.root / "wrong-token"
+    wrong.mkdir(mode=0o700, exist_ok=True)
+    (wrong / "ca.pem").write_bytes((cluster.root / "secrets" / "ca.pem").read_bytes())
+    (wrong / "spark-connect.token").write_text("not-the-token\n")
+    done = cluster.cli(
+        "cluster", "exec", "spark-connect", "--", "env",
+        f"ORDERLAKE_SPARK_CONNECT_AUTH_DIR={wrong}", "orderlake", "sql", "SELECT 1",
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "refused this client's token" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_orders_from_both_hosts_reach_kafka_and_the_speed_layer(cluster):
     for host in ("host-1", "host-2"):
         cluster.generate(host)
@@ -211,8 +256,9 @@ def test_orders_from_both_hosts_reach_kafka_and_the_speed_layer(cluster):
 
 
 def kill_while_writing(cluster: Cluster, node: int, host: str) -> None:
-    """SIGKILL broker ``node`` and write on ``host`` at once; every event must reach Kafka, the
-    broker come back (supervisord) into every ISR, and the speed layer count every purchase."""
+    """SIGKILL broker ``node`` and write on ``host`` at once; every event must reach Kafka and
+    the broker come back (supervisord) into every ISR. The speed layer's exact count is checked
+    once, after the third kill of the stream: a purchase lost or counted twice stays so."""
     victim = cluster.host(f"kafka-{node}")["components"][0]["pid"]
     os.kill(victim, signal.SIGKILL)
     cluster.generate(host)  # the collector writes with acks=all to the two left
@@ -228,7 +274,6 @@ def kill_while_writing(cluster: Cluster, node: int, host: str) -> None:
         time.sleep(5)
     else:
         pytest.fail(f"kafka-{node} did not rejoin: {cluster.logs(f'kafka-{node}')}")
-    assert cluster.wait_for_speed() == cluster.expected_buckets(), cluster.logs("streaming")
 
 
 def active_controller(cluster: Cluster) -> int:
@@ -249,6 +294,16 @@ def test_a_partition_leader_killed_while_a_host_writes_loses_nothing(cluster):
 
 def test_the_active_controller_killed_while_a_host_writes_loses_nothing(cluster):
     kill_while_writing(cluster, active_controller(cluster), "host-2")
+
+
+def test_a_follower_broker_killed_while_a_host_writes_loses_nothing(cluster):
+    """The third kill of the stream: a broker that is neither partition 0's leader nor the
+    controller (it still leads other partitions, and every partition has it in its ISR)."""
+    leader = cluster.probe("topics")["topics"]["tmall.user_actions"]["partitions"]["0"]["leader"]
+    controller = active_controller(cluster)
+    follower = next(node for node in (1, 2, 3) if node not in (leader, controller))
+    kill_while_writing(cluster, follower, "host-1")
+    assert cluster.wait_for_speed() == cluster.expected_buckets(), cluster.logs("streaming")
 
 
 def test_an_edge_host_unplugged_while_it_writes_catches_up_once_restored(cluster):
@@ -292,6 +347,84 @@ def test_the_spark_hosts_cut_from_the_kafka_hosts_for_30_s_recover_by_themselves
     assert cluster.wait_for_speed(timeout=600) == cluster.expected_buckets(), cluster.logs(
         "streaming", "spark-worker", "spark-worker-2"
     )
+
+
+BATCH_TIMEOUT_S = 600
+
+
+def connect_app_worker(cluster: Cluster) -> str:
+    """The worker host running the warm Spark server's executor (each worker has one core: the
+    speed layer's executor runs on the other), from the workers' own status pages."""
+    read = (
+        "import json, urllib.request as u; "
+        "print(json.dumps(json.load(u.urlopen('http://127.0.0.1:8081/json/', timeout=5))))"
+    )
+    for worker in ("spark-worker", "spark-worker-2"):
+        page = json.loads(cluster.exec(worker, "python", "-c", read).strip().splitlines()[-1])
+        names = {e["appdesc"]["name"] for e in page.get("executors", [])}
+        if "orderlake-spark" in names:
+            return worker
+    pytest.fail("no worker runs the Spark server's executor")
+
+
+def kill_host_programs(cluster: Cluster, host: str) -> None:
+    """SIGKILL a host's program and everything it started (a worker and its executors), as a
+    machine that loses power; supervisord starts the program again."""
+    root = psutil.Process(cluster.host(host)["components"][0]["pid"])
+    for proc in [*root.children(recursive=True), root]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+def gold_by_day_and_bucket(cluster: Cluster) -> Counter:
+    path = cluster.root / "volumes" / "lakehouse" / "lake" / "gold" / "orders_by_age_gender_daily"
+    gold = DeltaTable(str(path)).to_pyarrow_table()  # noqa: F841 - read by duckdb
+    rows = duckdb.sql(
+        "SELECT CAST(event_date AS VARCHAR), age_bracket, gender, orders FROM gold"
+    ).fetchall()
+    return Counter({(day, b, g): n for day, b, g, n in rows if n})
+
+
+@needs_spark_connect
+def test_a_spark_worker_killed_during_the_batch_build_still_gives_exact_gold(cluster):
+    """`orderlake batch all` on the warm Spark server, whose executor runs on a worker host; once
+    bronze has its first files (silver and gold are still to build), that worker and its
+    executor are SIGKILLed. Spark retries the lost tasks on the worker once supervisord
+    restarted it (or the run fails with one sentence and its retry, as Airflow's, succeeds);
+    gold holds every generated purchase exactly once, per day, age bracket and gender."""
+    expected: Counter = Counter()
+    for manifest in cluster.manifests:
+        for day, brackets in manifest["purchases_by_day_age_gender"].items():
+            for bracket, genders in brackets.items():
+                for gender, n in genders.items():
+                    expected[(day, bracket, gender)] += n
+    assert cluster.wait_for_kafka()["distinct_event_ids"] == cluster.expected_events()
+    worker = connect_app_worker(cluster)
+    bronze = cluster.root / "volumes" / "lakehouse" / "lake" / "bronze" / "kafka_records"
+    command = ["cluster", "exec", "spark-connect", "--", "orderlake", "batch", "all"]
+    build = subprocess.Popen(
+        [sys.executable, "-m", "orderlake.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cluster.env,
+    )
+    try:
+        deadline = time.monotonic() + BATCH_TIMEOUT_S
+        while not next(bronze.rglob("*.parquet"), None) and build.poll() is None:
+            assert time.monotonic() < deadline, "bronze was never written"
+            time.sleep(0.5)
+        assert build.poll() is None, f"the build ended before the kill: {build.communicate()}"
+        kill_host_programs(cluster, worker)
+        _, err = build.communicate(timeout=BATCH_TIMEOUT_S)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    if build.returncode != 0:  # failed loudly: one sentence, then the retry Airflow would make
+        assert "Traceback" not in err and err.strip(), err
+        done = cluster.cli(*command, timeout=BATCH_TIMEOUT_S)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert gold_by_day_and_bucket(cluster) == expected, cluster.logs("spark-connect", worker)
 
 
 def test_down_leaves_no_namespace_link_or_process(cluster):
