@@ -302,14 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started, load_before = datetime.now(UTC), load_average()
     runs: list[dict] = []
-    error = None
+    volumes, error = args.events, None
     if args.from_log:
-        runs = logged_runs(args.from_log)
+        runs, volumes = logged_runs(args.from_log), []
         started, load_before = args.started or started, None
         error = "stopped before its remaining volumes; written from its output (--from-log)"
-        args.events = []
     # in the order given: the largest volume first finds a failure at scale an hour sooner
-    for i, events in enumerate(args.events):
+    for i, events in enumerate(volumes):
         try:
             runs.append(one_volume(events, args.seed + i))
         except Exception as exc:  # noqa: BLE001 - the volumes measured so far are still results

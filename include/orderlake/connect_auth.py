@@ -27,9 +27,10 @@ from pyspark.sql.connect.client.core import DefaultChannelBuilder
 from orderlake.errors import OrderlakeError
 
 CA_FILE = "ca.pem"
-TOKEN_FILE = "spark-connect.token"  # noqa: S105 - a file name, not a secret
-CERT_FILE = "spark-connect.crt.pem"
-KEY_FILE = "spark-connect.key.pem"
+SERVER = "spark-connect"  # the names of the server's files (tls.server_pem makes the PEM pair)
+TOKEN_FILE = f"{SERVER}.token"
+CERT_FILE = f"{SERVER}.crt.pem"
+KEY_FILE = f"{SERVER}.key.pem"
 TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"  # noqa: S105 - what Spark's server reads
 # the Connect server's own port behind the gate, on the gate host's loopback
 INTERNAL_PORT_OFFSET = 1

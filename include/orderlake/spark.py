@@ -33,6 +33,7 @@ from typing import Protocol, cast
 
 import grpc
 from pyspark.errors import PySparkException
+from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
 
 from orderlake import procs
@@ -286,11 +287,6 @@ def _remote(settings: Settings, **params: str) -> SparkSession:
     return cast(SparkSession, RemoteSparkSession.builder.channelBuilder(channel).create())
 
 
-def _grpc_status(exc: PySparkException) -> grpc.StatusCode | None:
-    status = getattr(exc, "getGrpcStatusCode", None)
-    return status() if callable(status) else None
-
-
 @contextlib.contextmanager
 def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iterator[SparkSession]:
     """A new session on the warm Spark Connect server, stopped when the block ends.
@@ -313,7 +309,10 @@ def connect(settings: Settings, app_name: str, *, register: bool = True) -> Iter
         spark = _remote(settings, user_agent=app_name)
         spark.sql("SELECT 1").collect()
     except PySparkException as exc:
-        if _grpc_status(exc) == grpc.StatusCode.UNAUTHENTICATED:
+        if (
+            isinstance(exc, SparkConnectGrpcException)
+            and exc.getGrpcStatusCode() == grpc.StatusCode.UNAUTHENTICATED
+        ):
             raise OrderlakeError(
                 f"The Spark server at {settings.spark_connect_url} refused this client's token; "
                 f"use the spark-connect.token of the cluster's secrets in "

@@ -93,7 +93,7 @@ def make_secrets(layout: Layout, programs: Sequence[HostProgram]) -> None:
     for p in programs:
         if p.kind == deploy.ORDERLAKE and p.argv[-1:] == [deploy.SPARK_CONNECT_PROGRAM]:
             # the warm Spark's TLS gate and the token its clients send (connect_auth)
-            tls.server_pem(secrets, [p.service, *p.aliases], "spark-connect")
+            tls.server_pem(secrets, [p.service, *p.aliases], connect_auth.SERVER)
             tls.secret(secrets / connect_auth.TOKEN_FILE, nbytes=32)
     spark_secret = tls.secret(secrets / "spark.secret")
     write_private(

@@ -83,7 +83,7 @@ async def serve(
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", upstream)
-        except OSError:  # the server is still starting: the client retries
+        except OSError:  # the server has just died: the client retries, supervisord restarts
             client_w.close()
             return
         await asyncio.gather(_copy(client_r, server_w), _copy(server_r, client_w))
