@@ -21,7 +21,7 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        test-cluster-spark bench bench-cluster cluster cluster-down bench-ingest bench-speed \
+        test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed \
         bench-batch bench-airflow bench-warm-spark bench-startup bench-scale soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
@@ -31,11 +31,13 @@ help: ## list the targets
 
 setup: system-packages $(PY_STAMP) $(JVM_STAMPS) $(COMPOSE_CONFIG) ## install everything (idempotent): Debian packages, .venv, JVM jars, compose loader
 
-system-packages: ## install Java 17, Maven and Chromium (dashboard tests) from Debian when missing
+system-packages: ## install Java 17, Maven, Chromium (dashboard tests), iproute2 and PostgreSQL (cluster mode) from Debian when missing
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v mvn  >/dev/null || missing="$$missing maven"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -88,8 +90,8 @@ test-integration: setup ## run the integration and end-to-end tests (real broker
 
 bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
 
-test-cluster-spark: setup ## the cluster tier with the warm Spark: its token over TLS, a worker killed during a batch build (root, ~12 min)
-	ORDERLAKE_TEST_CLUSTER_SPARK=1 $(PY) -m pytest tests/cluster/test_deployment.py $(PYTEST_ARGS)
+test-cluster-full: setup ## the cluster tier with the warm Spark and Airflow on PostgreSQL: token, worker killed in a batch build, database restarts (root)
+	ORDERLAKE_TEST_CLUSTER_FULL=1 $(PY) -m pytest tests/cluster/test_deployment.py $(PYTEST_ARGS)
 
 bench-cluster: setup ## the namespace cluster: start time, events/s to Kafka and counted, broker failover pause (root)
 	$(PY) -m bench.cluster

@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(its output), instead of running; --started gives that run's start (ISO, UTC)",
     )
     p.add_argument("--started", type=datetime.fromisoformat, help="with --from-log")
+    p.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the volumes of the results already in --out that this run does not measure "
+        "(each volume keeps the date and commit it was measured at)",
+    )
     return p.parse_args(argv)
 
 
@@ -281,12 +287,35 @@ def markdown(doc: dict) -> str:
             f"{at['speed']} | {r['end_to_end_s']} | {r['rates']['end_to_end_events_per_s']:,} | "
             f"{'exact' if r['reconcile_exact'] else r['reconcile_failed']} | {r['peak_rss_gib']} |"
         )
+    when = {r["events"]: r.get("measured") for r in doc["runs"]}
+    if len({json.dumps(m, sort_keys=True) for m in when.values()}) > 1:
+        lines += ["", "Measured in separate runs of this benchmark (same command, same machine):"]
+        lines += [
+            f"- {events:,} events: {m['timestamp']}, commit {m['git_commit']}"
+            for events, m in when.items()
+            if m
+        ]
     if doc.get("error"):
         lines += ["", f"The run stopped early: {doc['error'].splitlines()[0]}"]
     lines += ["", f"Fitted exponents (1.0 = linear): {doc['growth']}", ""]
     for r in doc["runs"]:
         lines.append(f"Peak disk MiB at {r['events']:,} events: {r['peak_disk_mib']}")
     return "\n".join(lines) + "\n"
+
+
+def stamped(runs: list[dict], doc: dict) -> list[dict]:
+    """``runs`` with the date and commit of ``doc`` (the run that measured them), where unset."""
+    measured = {"timestamp": doc["timestamp"], "git_commit": doc["git_commit"]}
+    return [{"measured": measured, **r} for r in runs]
+
+
+def kept_runs(out: Path, measuring: list[int]) -> list[dict]:
+    """The volumes of the results in ``out`` that this run does not measure again."""
+    path = out / "scale.json"
+    if not path.exists():
+        return []
+    before = json.loads(path.read_text())
+    return [r for r in stamped(before["runs"], before) if r["events"] not in measuring]
 
 
 def logged_runs(log: Path) -> list[dict]:
@@ -316,13 +345,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failed at {error}", flush=True)
             break
         print(json.dumps(runs[-1]), flush=True)
+    head = provenance("scale", started, load_before)
+    runs = stamped(runs, head)
+    if args.keep_others:
+        runs += kept_runs(args.out, [r["events"] for r in runs])
     runs.sort(key=lambda r: r["events"])
-    doc = {
-        **provenance("scale", started, load_before),
-        "runs": runs,
-        "growth": growth(runs),
-        "error": error,
-    }
+    doc = {**head, "runs": runs, "growth": growth(runs), "error": error}
     text = markdown(doc)
     write_results(args.out, "scale", doc, text)
     if len(runs) > 1:

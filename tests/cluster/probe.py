@@ -3,6 +3,8 @@
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py topics
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py count tmall.user_actions
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py refused
+    orderlake cluster exec kafka-topics -- python tests/cluster/probe.py reapply
+    orderlake cluster exec kafka-topics -- python tests/cluster/probe.py watermarks
     orderlake cluster exec kafka-topics -- python tests/cluster/probe.py gap TOPIC SINCE_MS
 
 Runs with the host's environment (kafka-topics: the admin principal over SASL_SSL, its CA and
@@ -12,6 +14,7 @@ certificates carry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -19,10 +22,13 @@ import uuid
 from collections import Counter
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from orderlake.cluster import kafka_acls
 from orderlake.kafka_client import PLAINTEXT, KafkaAuth, describe_failure, librdkafka_config
 from orderlake.settings import Settings
+
+PRIVATE_TOPIC = "audit.private"  # outside tmall.*: no service principal may read it
 
 
 def topics(settings: Settings) -> dict:
@@ -96,8 +102,35 @@ def count(settings: Settings, topic: str, since_ms: int | None = None) -> dict:
     }
 
 
+def refused_consume(settings: Settings, auth: KafkaAuth, topic: str, group: str) -> list:
+    """Everything librdkafka reports while ``auth`` tries to read ``topic`` in ``group``
+    (nothing read: a record read is reported as a failure of the probe)."""
+    errors: list = []
+    consumer = Consumer(
+        {
+            **librdkafka_config(settings.bootstrap, auth),
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "error_cb": errors.append,
+            "log_level": 0,
+        }
+    )
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not errors:
+            msg = consumer.poll(0.2)
+            if msg is not None:
+                errors.append(msg.error() or f"{auth.principal} READ a record of {topic}")
+    finally:
+        consumer.close()
+    return errors
+
+
 def refused(settings: Settings) -> dict:
-    """What a client without credentials, and the speed principal writing, are told."""
+    """What a client without credentials, a wrong password, the speed principal writing, and
+    principals outside their consumer groups or topics are told."""
     found = {}
     errors: list = []
     anonymous = Consumer(
@@ -135,6 +168,50 @@ def refused(settings: Settings) -> dict:
     codes = [e.code() for e in failures if isinstance(e, KafkaError)]
     found["speed_produce_refused"] = KafkaError.TOPIC_AUTHORIZATION_FAILED in codes
     found["speed_produce"] = describe_failure(failures, speed, topic="tmall.user_actions")
+
+    wrong = KafkaAuth("SASL_SSL", "speed", "not-the-password", ca_pem=speed.ca_pem)
+    failures = refused_consume(settings, wrong, "tmall.user_actions", "orderlake-speed-x")
+    found["wrong_password"] = describe_failure(failures, wrong, bootstrap=settings.bootstrap)
+    collector = KafkaAuth.scram(settings.kafka_auth_dir, "collector")
+    for name, auth, topic, group in (
+        ("collector_reads", collector, "tmall.user_actions", "orderlake-speed-stolen"),
+        ("speed_other_group", speed, "tmall.user_actions", "adhoc"),
+        ("speed_private_topic", speed, PRIVATE_TOPIC, "orderlake-speed-private"),
+    ):
+        if topic == PRIVATE_TOPIC:
+            admin = AdminClient(librdkafka_config(settings.bootstrap, settings.kafka_auth()))
+            for future in admin.create_topics([NewTopic(topic, 1, 3)]).values():
+                with contextlib.suppress(KafkaException):  # there from an earlier probe
+                    future.result(timeout=30)
+        failures = refused_consume(settings, auth, topic, group)
+        found[name] = describe_failure(failures, auth, topic=topic, group=group)
+    return found
+
+
+def reapply(settings: Settings) -> dict:
+    """The users and ACLs the topic step made, applied again as the admin: what changed."""
+    assert settings.kafka_auth_dir is not None
+    auth = settings.kafka_auth()
+    admin = kafka_acls.admin_client(settings.bootstrap, auth)
+    users = kafka_acls.service_passwords(settings.kafka_auth_dir)
+    changed = kafka_acls.ensure_users(admin, users, auth=auth)
+    added = kafka_acls.ensure_acls(admin, kafka_acls.acl_bindings(), auth=auth)
+    return {"users_changed": changed, "acls_added": [str(b) for b in added]}
+
+
+def watermarks(settings: Settings) -> dict:
+    """{"topic/partition": [earliest, end]} of every tmall.* partition."""
+    config = librdkafka_config(settings.bootstrap, settings.kafka_auth())
+    consumer = Consumer({**config, "group.id": "orderlake-batch-probe", "log_level": 0})
+    found = {}
+    try:
+        for name, topic in consumer.list_topics(timeout=20).topics.items():
+            if name.startswith("tmall."):
+                for p in topic.partitions:
+                    lo, hi = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=20)
+                    found[f"{name}/{p}"] = [lo, hi]
+    finally:
+        consumer.close()
     return found
 
 
@@ -160,6 +237,10 @@ def main(argv: list[str]) -> int:
         result = retried(lambda: gap(settings, argv[1], int(argv[2])))
     elif argv[:1] == ["refused"]:
         result = refused(settings)
+    elif argv[:1] == ["reapply"]:
+        result = reapply(settings)
+    elif argv[:1] == ["watermarks"]:
+        result = retried(lambda: watermarks(settings))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -1,18 +1,21 @@
 """docker-compose.yaml's data path running for real as hosts in network namespaces.
 
 One cluster for the module, started by the CLI (`orderlake cluster up --service streaming
---service flume-edge-host-1 --service flume-edge-host-2`, with `make test-cluster-spark` also
-`--service spark-connect`: three secured KRaft brokers, the topic step, the Flume collector and
-two edge hosts, a Spark master with two workers, the speed layer's driver and the warm Spark
-server each on its own host). Orders are generated on host-1 and host-2 with `orderlake cluster
-exec`; Kafka is read from inside the cluster as the admin principal (tests/cluster/probe.py);
-the speed layer's and gold's Delta tables are read from the shared volume. Then: a partition
-leader, the active KRaft controller and a follower SIGKILLed while a host writes (each restarted
-by supervisord), an edge host unplugged while it writes, the Spark hosts cut from the brokers
-for 30 s, a Spark worker killed while `orderlake batch all` builds on the warm Spark server, a
-client without credentials and a principal without the ACL, a Spark client with the wrong token
-(the warm Spark's tests: `make test-cluster-spark` only). Every count is exact against the
-generator's manifests; `cluster down` must leave nothing behind.
+--service flume-edge-host-1 --service flume-edge-host-2`: three secured KRaft brokers, the topic
+step, the Flume collector and two edge hosts, a Spark master with two workers, the speed
+layer's driver, each on its own host; with `make test-cluster-full` also the warm Spark server
+and Airflow on PostgreSQL, `--service spark-connect --service airflow-dag-processor`). Orders
+are generated on host-1 and host-2 with `orderlake cluster exec`; Kafka is read from inside the
+cluster as the admin principal (tests/cluster/probe.py), Airflow through its API from its host
+(tests/cluster/airflow_probe.py); the speed layer's, bronze's and gold's Delta tables are read
+from the shared volume. Then: a partition leader, the active KRaft controller and a follower
+SIGKILLed while a host writes (each restarted by supervisord), an edge host unplugged while it
+writes, the Spark hosts cut from the brokers for 30 s; with `make test-cluster-full`, a Spark
+worker killed while `orderlake batch all` builds on the warm Spark server, a Spark client with
+the wrong token, PostgreSQL crashed under an idle Airflow and restarted during a DAG run. Every
+count is exact against the generator's manifests; `cluster down` must leave nothing behind.
+Security as a user meets it: every listener SASL_SSL, secrets 0600, users and ACLs idempotent,
+and each refusal (no credentials, a wrong password, a principal outside its ACLs) one sentence.
 """
 
 from __future__ import annotations
@@ -39,18 +42,20 @@ from .conftest import PACKAGE_ROOT, leftovers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
-# the warm Spark on the cluster (its token over TLS, a worker killed during a batch build) takes
-# about 5 minutes more: more than `make test`'s budget has left; `make test-cluster-spark`
-# runs the module with it
-WITH_SPARK_CONNECT = os.environ.get("ORDERLAKE_TEST_CLUSTER_SPARK") == "1"
+# the warm Spark and Airflow on PostgreSQL (the token over TLS, a worker killed during a batch
+# build, the database restarted under Airflow) take about 10 minutes more than `make test`'s
+# budget has left; `make test-cluster-full` runs the module with them
+WITH_FULL = os.environ.get("ORDERLAKE_TEST_CLUSTER_FULL") == "1"
 SERVICES = (
     "streaming",
-    *(("spark-connect",) if WITH_SPARK_CONNECT else ()),
+    # the DAG processor brings the scheduler, the API server and PostgreSQL
+    *(("spark-connect", "airflow-dag-processor") if WITH_FULL else ()),
     "flume-edge-host-1",
     "flume-edge-host-2",
 )
-needs_spark_connect = pytest.mark.skipif(
-    not WITH_SPARK_CONNECT, reason="the warm Spark on the cluster: `make test-cluster-spark`"
+AIRFLOW_HOSTS = ("postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+needs_full = pytest.mark.skipif(
+    not WITH_FULL, reason="the warm Spark and Airflow on the cluster: `make test-cluster-full`"
 )
 EVENTS = 3000
 SEED = 7  # every run the same seed: the same users with the same profiles on every host
@@ -188,7 +193,7 @@ def test_status_lists_every_host_with_address_namespace_and_program(cluster):
         "spark-master",
         "spark-worker",
         "spark-worker-2",
-        *(("spark-connect",) if WITH_SPARK_CONNECT else ()),
+        *(("spark-connect", *AIRFLOW_HOSTS) if WITH_FULL else ()),
         "streaming",
     }
     assert hosts["flume-edge-host-1"]["aliases"] == ["host-1"]
@@ -211,11 +216,52 @@ def test_topics_have_three_replicas_and_need_two_in_sync(cluster):
             assert sorted(partition["replicas"]) == [1, 2, 3], name
 
 
+def one_sentence(text: str) -> str:
+    assert "\n" not in text and text.endswith(".") and ". " not in text, text
+    return text
+
+
 def test_clients_without_credentials_or_acl_are_refused_in_one_sentence(cluster):
     refused = cluster.probe("refused")
+    assert "a client without credentials" in one_sentence(refused["anonymous"])
     assert "require SASL_SSL" in refused["anonymous"]
+    assert "refused the credentials of Kafka principal 'speed'" in one_sentence(
+        refused["wrong_password"]
+    )
+    # a reader writing: refused an idempotent producer id
     assert refused["speed_produce_refused"], refused
-    assert "'speed' is not authorized on topic tmall.user_actions" in refused["speed_produce"]
+    assert "'speed' is not authorized on topic tmall.user_actions" in one_sentence(
+        refused["speed_produce"]
+    )
+    # the writer reading in a reader's group; a reader outside its groups, or outside tmall.*
+    assert "Kafka principal 'collector' is not authorized to use consumer group" in one_sentence(
+        refused["collector_reads"]
+    )
+    assert "'speed' is not authorized to use consumer group adhoc" in one_sentence(
+        refused["speed_other_group"]
+    )
+    assert "'speed' is not authorized on topic audit.private" in one_sentence(
+        refused["speed_private_topic"]
+    )
+
+
+def test_every_listener_is_sasl_ssl_secrets_are_private_and_users_acls_idempotent(cluster):
+    for broker in ("kafka-1", "kafka-2", "kafka-3"):
+        config = cluster.root / "hosts" / broker / "server.properties"
+        props = dict(
+            line.split("=", 1)
+            for line in config.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+        protocol = dict(p.split(":") for p in props["listener.security.protocol.map"].split(","))
+        for listener in props["listeners"].split(","):
+            assert protocol[listener.split("://")[0]] == "SASL_SSL", (broker, listener)
+        assert config.stat().st_mode & 0o077 == 0, config  # it carries the keystore password
+    secrets = [p for p in (cluster.root / "secrets").rglob("*") if p.is_file()]
+    assert {p.name for p in secrets} >= {"ca.p12", "ca.pem", "truststore.p12"}
+    assert [p for p in secrets if p.stat().st_mode & 0o077] == [], "secrets readable by others"
+    # the topic step's users and ACLs, applied again by the admin, change nothing
+    assert cluster.probe("reapply") == {"users_changed": [], "acls_added": []}
 
 
 # a session of the cluster's own client (spark.connect), without registering the lake's tables
@@ -226,7 +272,7 @@ ANSWER_WITH_THE_TOKEN = (
 )
 
 
-@needs_spark_connect
+@needs_full
 def test_the_warm_spark_answers_its_token_and_refuses_another_in_one_sentence(cluster):
     """The warm Spark demands the cluster's token, over TLS (its gate): a client of the cluster
     gets an answer; one trusting the CA but holding another token gets one sentence, at once."""
@@ -385,7 +431,7 @@ def gold_by_day_and_bucket(cluster: Cluster) -> Counter:
     return Counter({(day, b, g): n for day, b, g, n in rows if n})
 
 
-@needs_spark_connect
+@needs_full
 def test_a_spark_worker_killed_during_the_batch_build_still_gives_exact_gold(cluster):
     """`orderlake batch all` on the warm Spark server, whose executor runs on a worker host; once
     bronze has its first files (silver and gold are still to build), that worker and its
@@ -425,6 +471,74 @@ def test_a_spark_worker_killed_during_the_batch_build_still_gives_exact_gold(clu
         done = cluster.cli(*command, timeout=BATCH_TIMEOUT_S)
         assert done.returncode == 0, done.stderr[-3000:]
     assert gold_by_day_and_bucket(cluster) == expected, cluster.logs("spark-connect", worker)
+
+
+def airflow(cluster: Cluster, *args: str) -> dict:
+    out = cluster.exec("airflow-api-server", "python", "tests/cluster/airflow_probe.py", *args,
+                       timeout=960)  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_airflow_healthy(cluster: Cluster, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while (health := airflow(cluster, "health")).get("metadatabase") != "healthy" or health.get(
+        "scheduler"
+    ) != "healthy":
+        assert time.monotonic() < deadline, f"Airflow did not recover: {health}"
+        time.sleep(5)
+
+
+def restart_postgres(cluster: Cluster, how: signal.Signals) -> None:
+    """``how`` to PostgreSQL's server (SIGKILL: a crash; SIGINT: an admin's fast restart);
+    supervisord starts it again, as compose's restart policy would."""
+    victim = cluster.host("postgres")["components"][0]["pid"]
+    os.kill(victim, how)
+    deadline = time.monotonic() + 180
+    while (now := cluster.host("postgres")["components"][0])["pid"] in (None, victim) or now[
+        "state"
+    ] != "RUNNING":
+        assert time.monotonic() < deadline, cluster.logs("postgres")
+        time.sleep(2)
+
+
+def bronze_offsets(cluster: Cluster) -> dict[str, list[int]]:
+    """{"topic/partition": [rows, distinct offsets]} of bronze, read from the shared volume."""
+    path = cluster.root / "volumes" / "lakehouse" / "lake" / "bronze" / "kafka_records"
+    bronze = DeltaTable(str(path)).to_pyarrow_table()  # noqa: F841 - read by duckdb
+    rows = duckdb.sql(
+        'SELECT topic, "partition", COUNT(*), COUNT(DISTINCT "offset") FROM bronze GROUP BY ALL'
+    ).fetchall()
+    return {f"{t}/{p}": [n, d] for t, p, n, d in rows}
+
+
+@needs_full
+def test_airflow_survives_postgres_restarts_idle_and_during_a_dag_run(cluster):
+    """PostgreSQL crashes (SIGKILL) under an idle Airflow: the scheduler and the API server find
+    the database again by themselves. Then it restarts (fast shutdown) while ingest_bronze's
+    load task runs: the run completes, or fails loudly and its retry succeeds; bronze then
+    holds every Kafka record exactly once."""
+    wait_airflow_healthy(cluster)
+    restart_postgres(cluster, signal.SIGKILL)
+    wait_airflow_healthy(cluster)
+    run = airflow(cluster, "trigger", "ingest_bronze")["run_id"]
+    deadline = time.monotonic() + 300
+    while (
+        airflow(cluster, "tasks", "ingest_bronze", run).get("load_bronze", {}).get("state")
+        != "running"
+    ):
+        assert time.monotonic() < deadline, cluster.logs("airflow-scheduler")
+        time.sleep(1)
+    restart_postgres(cluster, signal.SIGINT)
+    result = airflow(cluster, "wait", "ingest_bronze", run)
+    if result.get("state") != "success":  # loudly: a failed run Airflow shows, then a retry
+        assert result.get("state") == "failed", result
+        wait_airflow_healthy(cluster)
+        retry = airflow(cluster, "trigger", "ingest_bronze")["run_id"]
+        result = airflow(cluster, "wait", "ingest_bronze", retry)
+        assert result.get("state") == "success", (result, cluster.logs("airflow-scheduler"))
+    held = bronze_offsets(cluster)
+    for partition, (earliest, end) in cluster.probe("watermarks").items():
+        assert held.get(partition, [0, 0]) == [end - earliest] * 2, partition
 
 
 def test_down_leaves_no_namespace_link_or_process(cluster):

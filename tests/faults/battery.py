@@ -8,8 +8,9 @@ Python, never the platform's own reconciliation. Per (event date, age bracket, g
 purchase must be in the speed tables and in gold exactly once, and the quarantines must hold
 exactly the malformed lines the battery wrote, each with its reason.
 
-`make test` runs each case once (tests/faults/test_battery.py); `make soak` runs them with the
-repetition counts of issue 26 and writes bench/results/soak.md and .json (bench/soak.py).
+`make test` runs each case once, the three kill cases as one stream
+(tests/faults/test_battery.py); `make soak` runs them apart with the repetition counts of
+issue 26 and writes bench/results/soak.md and .json (bench/soak.py).
 """
 
 from __future__ import annotations
@@ -455,6 +456,31 @@ def edge_kills(b: Battery, times: int) -> Outcome:
     return _stream_with_faults(b, "kill -9 of an edge agent", times, 10, 1_500, fault)
 
 
+def component_kills(b: Battery, times: int) -> Outcome:
+    """kill -9 of the streaming driver (at the commit/offset moment when it comes), the
+    collector and an edge agent in turn, ``times`` rounds on one stream: what the three kill
+    cases inject, for one settling and one batch run instead of three."""
+    hosts = b.settings.host_names
+
+    def fault(i: int) -> str:
+        kind = i % 3
+        if kind == 0:
+            if i == 0 and b.kill_between_commit_and_offsets():
+                return "streaming driver killed between a table commit and its offset commit"
+            b.kill("streaming")
+            return "streaming driver killed mid-stream"
+        if kind == 1:
+            b.kill("flume-collector")
+            return "collector killed mid-stream"
+        b.kill(f"flume-edge-{hosts[(i // 3) % len(hosts)]}")
+        return "edge agent killed mid-stream"
+
+    outcome = _stream_with_faults(b, "kill -9 of each component in turn", times * 3, 12, 1_000,
+                                  fault)  # fmt: skip
+    outcome.repetitions = times
+    return outcome
+
+
 def rotations(b: Battery, times: int) -> Outcome:
     """At least ``times`` rotations by rename while streaming, some while an edge's JVM is
     stopped (SIGSTOP, for longer than a rotation takes) and some while it is killed."""
@@ -602,7 +628,15 @@ CASES: dict[str, Case] = {
     "vacuum_guard": vacuum_guard_refusals,
     "late_final_day": late_purchases_for_a_final_day,
 }
-# the repetitions issue 26 asks of `make soak` (make test runs each case once)
+# `make test` runs these once: the three kill cases' faults on one stream (`make soak` keeps
+# them apart, each repeated, so a loss points at its component)
+TEST_CASES: dict[str, Case] = {
+    "malformed": malformed,
+    "component_kills": component_kills,
+    **{name: CASES[name] for name in ("rotations", "concurrent_writers", "vacuum_guard",
+                                      "late_final_day")},
+}  # fmt: skip
+# the repetitions issue 26 asks of `make soak`
 SOAK = {
     "malformed": 625,  # 10,000 lines of 17 kinds
     "streaming_kills": 5,

@@ -1,18 +1,19 @@
-"""Every fault the platform claims to survive, injected once on a live stream, with exact
-accounting against the spool (tests/faults/battery.py; `make soak` repeats them)."""
+"""Every fault the platform claims to survive, injected once on a live stream (the component
+kills in turn on one stream), with exact accounting against the spool (tests/faults/battery.py;
+`make soak` repeats each kind apart)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.faults.battery import CASES
+from tests.faults.battery import TEST_CASES
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1200)]
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(TEST_CASES))
 def test_nothing_is_lost_or_counted_twice(battery, case):
-    outcome = CASES[case](battery, 1)
+    outcome = TEST_CASES[case](battery, 1)
     assert outcome.faults_injected >= 1, outcome
     assert outcome.purchases_expected > 0 or case == "malformed", outcome
     assert (outcome.speed_lost, outcome.speed_doubled) == (0, 0), outcome

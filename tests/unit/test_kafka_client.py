@@ -1,7 +1,8 @@
 """Client settings from one KafkaAuth, failures as one sentence, and least-privilege ACLs.
 
-librdkafka's errors here are the ones a real secured cluster gave (tests/integration/
-test_kafka_security.py produces them for real); each must name the principal and what to check.
+librdkafka's errors here are the ones a real secured cluster gave (the cluster tier,
+tests/cluster/test_deployment.py, produces them for real); each must name the principal and
+what to check.
 """
 
 from __future__ import annotations

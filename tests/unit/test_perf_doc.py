@@ -69,3 +69,41 @@ def test_a_scale_run_stopped_early_is_written_from_the_lines_it_printed(tmp_path
     assert [r["events"] for r in doc["runs"]] == [1000, 5000]
     assert doc["timestamp"] == "2026-12-06T11:14:05Z" and doc["load_average_before"] is None
     assert "stopped early" in (tmp_path / "scale.md").read_text()
+
+
+def test_a_scale_run_of_one_volume_keeps_the_others_with_their_own_date_and_commit(tmp_path):
+    from bench import scale
+
+    def run(events: int, seconds: float) -> dict:
+        return {
+            "events": events, "profiles": 10, "end_to_end_s": seconds, "batch_s": seconds / 2,
+            "seconds_from_first_line": {"generate": 1.0, "kafka": 3.0, "speed": 4.0,
+                                        "batch": seconds},
+            "rates": {"end_to_end_events_per_s": 111}, "reconcile_exact": True,
+            "reconcile_failed": [], "peak_rss_gib": 1.0, "peak_disk_mib": {"kafka": 1},
+        }  # fmt: skip
+
+    first = tmp_path / "first.log"
+    first.write_text("\n".join(json.dumps(run(n, n / 100)) for n in (1000, 5000)) + "\n")
+    scale.main(["--from-log", str(first), "--started", "2026-12-06T11:00:00+00:00",
+                "--out", str(tmp_path)])  # fmt: skip
+    second = tmp_path / "second.log"
+    second.write_text(json.dumps(run(2000, 99.0)) + "\n")
+    scale.main(["--from-log", str(second), "--started", "2026-12-07T09:00:00+00:00",
+                "--out", str(tmp_path), "--keep-others"])  # fmt: skip
+    doc = json.loads((tmp_path / "scale.json").read_text())
+    assert [r["events"] for r in doc["runs"]] == [1000, 2000, 5000]
+    assert [r["measured"]["timestamp"][:10] for r in doc["runs"]] == [
+        "2026-12-06", "2026-12-07", "2026-12-06"
+    ]  # fmt: skip
+    assert doc["growth"]["end_to_end_s"] is not None  # fitted over all three
+    text = (tmp_path / "scale.md").read_text()
+    assert "Measured in separate runs" in text and "- 2,000 events: 2026-12-07T09:00:00Z" in text
+    # measuring a kept volume again replaces it
+    third = tmp_path / "third.log"
+    third.write_text(json.dumps(run(5000, 7.0)) + "\n")
+    scale.main(["--from-log", str(third), "--out", str(tmp_path), "--keep-others"])
+    doc = json.loads((tmp_path / "scale.json").read_text())
+    assert [(r["events"], r["end_to_end_s"]) for r in doc["runs"]] == [
+        (1000, 10.0), (2000, 99.0), (5000, 7.0)
+    ]  # fmt: skip
