@@ -111,8 +111,8 @@ bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps
 bench-startup: setup ## `orderlake up` of every component vs a base revision (BASE=rev), interleaved
 	$(PY) -m bench.startup --base $${BASE:-ac56884}
 
-bench-scale: setup ## the whole pipeline at growing volume: time per hop, peak RSS, disk (EVENTS="1000000 5000000")
-	$(PY) -m bench.scale --events $${EVENTS:-1000000 5000000}
+bench-scale: setup ## the whole pipeline at growing volume: time per hop, peak RSS, disk (EVENTS="1000000 5000000", KEEP=1 keeps other volumes)
+	$(PY) -m bench.scale --events $${EVENTS:-1000000 5000000} $(if $(KEEP),--keep-others)
 
 bench-warm-spark: setup ## batch steps and queries on the warm Spark vs a JVM each (BASE=rev before it)
 	$(PY) -m bench.warm_spark --base $${BASE:-2a31418}

@@ -59,7 +59,7 @@ needs_full = pytest.mark.skipif(
 )
 EVENTS = 3000
 SEED = 7  # every run the same seed: the same users with the same profiles on every host
-UP_TIMEOUT_S = 600
+UP_TIMEOUT_S = 1200 if WITH_FULL else 600  # Airflow migrates its database on PostgreSQL first
 
 
 class Cluster:
