@@ -304,14 +304,16 @@ def scale(d: Doc) -> Table:
         "The whole pipeline at growing volume",
         "scale.json",
         "seconds from the first line appended (generate -> Kafka through Flume -> speed layer "
-        "caught up; `batch all` once Kafka holds every line), a fresh platform per volume; "
-        "; fitted exponents against events (1.0 = linear): "
+        "caught up; `batch all` once Kafka holds every line), a fresh platform per volume, each "
+        "measured at the date and commit shown (volumes of an earlier run are kept by "
+        "`--keep-others`); fitted exponents against events (1.0 = linear): "
         + (", ".join(f"{k} {v}" for k, v in (d.get("growth") or {}).items()) or "-"),
         ("events", "in Kafka s", "gold final s", "speed caught up s", "events/s end to end",
-         "reconciled", "peak RSS GiB"),
+         "reconciled", "peak RSS GiB", "measured"),
     )  # fmt: skip
     for r in d["runs"]:
         at = r["seconds_from_first_line"]
+        when = r.get("measured") or {"timestamp": d["timestamp"], "git_commit": d["git_commit"]}
         t.rows.append(
             (
                 num(r["events"]),
@@ -321,6 +323,7 @@ def scale(d: Doc) -> Table:
                 num(r["rates"]["end_to_end_events_per_s"]),
                 "exact" if r["reconcile_exact"] else "gaps",
                 num(r["peak_rss_gib"], 2),
+                f"{when['timestamp'][:16].replace('T', ' ')} at {when['git_commit']}",
             )
         )
     return t
