@@ -149,8 +149,9 @@ def postgres_prepare(program: HostProgram, env: dict[str, str]) -> list[str]:
         os.chown(path, owner.pw_uid, owner.pw_gid)
     data.chmod(0o700)
     if not (data / "PG_VERSION").exists():
-        pwfile = Path(program.private_dir) / "initdb.pw"
-        pwfile.parent.mkdir(parents=True, exist_ok=True)
+        # in the server's own run directory: the postgres user may not traverse the cluster
+        # root's parents (pytest's temporary directories, a home directory, are 0700)
+        pwfile = Path(deploy.POSTGRES_RUN) / "initdb.pw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.write(fd, password.encode() + b"\n")
         os.close(fd)
