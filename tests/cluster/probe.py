@@ -24,6 +24,7 @@ from collections import Counter
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from orderlake import kafka_admin
 from orderlake.cluster import kafka_acls
 from orderlake.kafka_client import PLAINTEXT, KafkaAuth, describe_failure, librdkafka_config
 from orderlake.settings import Settings
@@ -172,17 +173,16 @@ def refused(settings: Settings) -> dict:
     wrong = KafkaAuth("SASL_SSL", "speed", "not-the-password", ca_pem=speed.ca_pem)
     failures = refused_consume(settings, wrong, "tmall.user_actions", "orderlake-speed-x")
     found["wrong_password"] = describe_failure(failures, wrong, bootstrap=settings.bootstrap)
+    admin = AdminClient(librdkafka_config(settings.bootstrap, settings.kafka_auth()))
+    for future in admin.create_topics([NewTopic(PRIVATE_TOPIC, 1, 3)]).values():
+        with contextlib.suppress(KafkaException):  # there from an earlier probe
+            future.result(timeout=30)
     collector = KafkaAuth.scram(settings.kafka_auth_dir, "collector")
     for name, auth, topic, group in (
         ("collector_reads", collector, "tmall.user_actions", "orderlake-speed-stolen"),
         ("speed_other_group", speed, "tmall.user_actions", "adhoc"),
         ("speed_private_topic", speed, PRIVATE_TOPIC, "orderlake-speed-private"),
     ):
-        if topic == PRIVATE_TOPIC:
-            admin = AdminClient(librdkafka_config(settings.bootstrap, settings.kafka_auth()))
-            for future in admin.create_topics([NewTopic(topic, 1, 3)]).values():
-                with contextlib.suppress(KafkaException):  # there from an earlier probe
-                    future.result(timeout=30)
         failures = refused_consume(settings, auth, topic, group)
         found[name] = describe_failure(failures, auth, topic=topic, group=group)
     return found
@@ -201,18 +201,8 @@ def reapply(settings: Settings) -> dict:
 
 def watermarks(settings: Settings) -> dict:
     """{"topic/partition": [earliest, end]} of every tmall.* partition."""
-    config = librdkafka_config(settings.bootstrap, settings.kafka_auth())
-    consumer = Consumer({**config, "group.id": "orderlake-batch-probe", "log_level": 0})
-    found = {}
-    try:
-        for name, topic in consumer.list_topics(timeout=20).topics.items():
-            if name.startswith("tmall."):
-                for p in topic.partitions:
-                    lo, hi = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=20)
-                    found[f"{name}/{p}"] = [lo, hi]
-    finally:
-        consumer.close()
-    return found
+    held = kafka_admin.watermarks(settings.bootstrap, timeout=20, auth=settings.kafka_auth())
+    return {f"{topic}/{part}": list(marks) for (topic, part), marks in held.items()}
 
 
 def retried(work, timeout: float = 90.0):

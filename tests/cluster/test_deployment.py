@@ -37,6 +37,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from orderlake.cluster import netns
+from tests.fixtures.errors import one_sentence
 
 from .conftest import PACKAGE_ROOT, leftovers
 
@@ -214,11 +215,6 @@ def test_topics_have_three_replicas_and_need_two_in_sync(cluster):
         assert topic["min_insync_replicas"] == 2, name
         for partition in topic["partitions"].values():
             assert sorted(partition["replicas"]) == [1, 2, 3], name
-
-
-def one_sentence(text: str) -> str:
-    assert "\n" not in text and text.endswith(".") and ". " not in text, text
-    return text
 
 
 def test_clients_without_credentials_or_acl_are_refused_in_one_sentence(cluster):

@@ -426,57 +426,48 @@ def _stream_with_faults(
     return b.judge(Outcome(name, times, times, events, 0, notes=sorted(set(notes))), since)
 
 
-def streaming_kills(b: Battery, times: int) -> Outcome:
+# one fault each, the i-th of a stream; what it did, for the outcome's notes
+def kill_streaming(b: Battery, i: int) -> str:
     """kill -9 of the streaming driver; the first right after a micro-batch committed its
-    tables and before Spark committed its offsets, when such a moment comes."""
+    tables and before Spark committed the micro-batch's offsets, when such a moment comes."""
+    if i == 0 and b.kill_between_commit_and_offsets():
+        return "streaming driver killed between a table commit and its offset commit"
+    b.kill("streaming")
+    return "streaming driver killed mid-stream"
 
-    def fault(i: int) -> str:
-        if i == 0 and b.kill_between_commit_and_offsets():
-            return "killed between a micro-batch's table commit and its offset commit"
-        b.kill("streaming")
-        return "killed mid-stream"
 
-    return _stream_with_faults(b, "kill -9 of the streaming driver", times, 40, 1_000, fault)
+def kill_collector(b: Battery, i: int) -> str:
+    b.kill("flume-collector")
+    return "collector killed mid-stream"
+
+
+def kill_edge(b: Battery, i: int) -> str:
+    hosts = b.settings.host_names
+    b.kill(f"flume-edge-{hosts[i % len(hosts)]}")
+    return "edge agent killed mid-stream"
+
+
+def streaming_kills(b: Battery, times: int) -> Outcome:
+    return _stream_with_faults(b, "kill -9 of the streaming driver", times, 40, 1_000,
+                               lambda i: kill_streaming(b, i))  # fmt: skip
 
 
 def collector_kills(b: Battery, times: int) -> Outcome:
-    def fault(i: int) -> str:
-        b.kill("flume-collector")
-        return "killed mid-stream"
-
-    return _stream_with_faults(b, "kill -9 of the Flume collector", times, 12, 1_500, fault)
+    return _stream_with_faults(b, "kill -9 of the Flume collector", times, 12, 1_500,
+                               lambda i: kill_collector(b, i))  # fmt: skip
 
 
 def edge_kills(b: Battery, times: int) -> Outcome:
-    def fault(i: int) -> str:
-        host = b.settings.host_names[i % len(b.settings.host_names)]
-        b.kill(f"flume-edge-{host}")
-        return "killed mid-stream"
-
-    return _stream_with_faults(b, "kill -9 of an edge agent", times, 10, 1_500, fault)
+    return _stream_with_faults(b, "kill -9 of an edge agent", times, 10, 1_500,
+                               lambda i: kill_edge(b, i))  # fmt: skip
 
 
 def component_kills(b: Battery, times: int) -> Outcome:
-    """kill -9 of the streaming driver (at the commit/offset moment when it comes), the
-    collector and an edge agent in turn, ``times`` rounds on one stream: what the three kill
-    cases inject, for one settling and one batch run instead of three."""
-    hosts = b.settings.host_names
-
-    def fault(i: int) -> str:
-        kind = i % 3
-        if kind == 0:
-            if i == 0 and b.kill_between_commit_and_offsets():
-                return "streaming driver killed between a table commit and its offset commit"
-            b.kill("streaming")
-            return "streaming driver killed mid-stream"
-        if kind == 1:
-            b.kill("flume-collector")
-            return "collector killed mid-stream"
-        b.kill(f"flume-edge-{hosts[(i // 3) % len(hosts)]}")
-        return "edge agent killed mid-stream"
-
+    """The three kill cases' faults in turn, ``times`` rounds on one stream: one settling and
+    one batch run instead of three (`make test`)."""
+    kills = (kill_streaming, kill_collector, kill_edge)
     outcome = _stream_with_faults(b, "kill -9 of each component in turn", times * 3, 12, 1_000,
-                                  fault)  # fmt: skip
+                                  lambda i: kills[i % 3](b, i // 3))  # fmt: skip
     outcome.repetitions = times
     return outcome
 

@@ -22,6 +22,7 @@ from orderlake.kafka_client import (
     java_properties,
     librdkafka_config,
 )
+from tests.fixtures.errors import one_sentence
 
 SPEED = KafkaAuth(
     "SASL_SSL",
@@ -31,12 +32,6 @@ SPEED = KafkaAuth(
     truststore=Path("/s/truststore.p12"),
     truststore_password="tpw",
 )
-
-
-def one_sentence(text: str) -> str:
-    assert "\n" not in text and text.endswith(".") and text[0].isupper(), text
-    assert ". " not in text, f"more than one sentence: {text}"
-    return text
 
 
 def test_plaintext_is_just_the_bootstrap():
