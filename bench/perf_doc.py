@@ -237,12 +237,13 @@ def startup(d: Doc) -> Table:
 
 
 def cluster(d: Doc) -> Table:
-    ingest, failover = d.get("ingest") or {}, d.get("failover") or {}
+    ingest, fresh = d.get("ingest") or {}, d.get("freshness") or {}
     t = Table(
         "Cluster mode on one machine: the data path in network namespaces",
         "cluster.json",
         "three secured brokers, the collector and two edge hosts, Spark master, worker and the "
-        "speed layer, each in its own namespace (`orderlake cluster up`)",
+        "speed layer, each in its own namespace (`orderlake cluster up`); the embedded "
+        "platform's freshness in the same run",
         ("measure", "figure"),
     )
     t.rows = [
@@ -256,16 +257,23 @@ def cluster(d: Doc) -> Table:
             f"all {num(ingest.get('purchases'))} purchases counted by the speed layer",
             num(ingest.get("all_purchases_counted_s"), unit=" s"),
         ),
-        (
-            f"longest write pause around a SIGKILLed partition leader, "
-            f"{num(failover.get('rate'))} lines/s",
-            num(failover.get("max_gap_between_records_ms"), unit=" ms"),
-        ),
-        (
-            "events missing after the failover",
-            f"{num(failover.get('missing'))} of {num(failover.get('events'))}",
-        ),
     ]
+    for name, step in fresh.items():
+        f = step.get("freshness") or {}
+        t.rows.append(
+            (
+                f"{name}: append -> counted p50 / p95 at {num(step.get('offered_lines_per_s'))} "
+                f"lines/s offered ({num(step.get('generated_lines_per_s'))} written)",
+                f"{num(f.get('p50_s'), 1)} / {num(f.get('p95_s'), 1)} s",
+            )
+        )
+    for fault in d.get("faults") or []:
+        t.rows.append(
+            (
+                f"{fault.get('fault')}: counts exact after",
+                num(fault.get("exact_after_s"), unit=" s"),
+            )
+        )
     return t
 
 
