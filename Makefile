@@ -93,7 +93,7 @@ bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark
 test-cluster-full: setup ## the cluster tier with the warm Spark and Airflow on PostgreSQL: token, worker killed in a batch build, database restarts (root)
 	ORDERLAKE_TEST_CLUSTER_FULL=1 $(PY) -m pytest tests/cluster/test_deployment.py $(PYTEST_ARGS)
 
-bench-cluster: setup ## the namespace cluster: start time, events/s to Kafka and counted, broker failover pause (root)
+bench-cluster: setup ## the namespace cluster: start time, ingest, freshness at 5,000 lines/s next to the embedded platform, recovery after each fault (root)
 	$(PY) -m bench.cluster
 
 bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge agents and the collector

@@ -268,12 +268,10 @@ def cluster(d: Doc) -> Table:
             )
         )
     for fault in d.get("faults") or []:
-        t.rows.append(
-            (
-                f"{fault.get('fault')}: counts exact after",
-                num(fault.get("exact_after_s"), unit=" s"),
-            )
-        )
+        figure = num(fault.get("exact_after_s"), unit=" s")
+        if fault.get("max_gap_between_records_ms") is not None:
+            figure += f" (longest write pause {num(fault['max_gap_between_records_ms'])} ms)"
+        t.rows.append((f"{fault.get('fault')}: counts exact after", figure))
     return t
 
 
