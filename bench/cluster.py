@@ -416,7 +416,7 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {step['offered_lines_per_s']} | {step['generated_lines_per_s']} | "
             f"{step['purchases']} | {f['p50_s']} | {f['p95_s']} | {f['p99_s']} | "
-            f"{f['max_s']} | {step['counted_s_after_last_line'] or 'NOT EXACT'} |"
+            f"{f['max_s']} | {_or_not_exact(step['counted_s_after_last_line'])} |"
         )
     lines += [
         "",
@@ -430,10 +430,14 @@ def markdown(result: dict) -> str:
     for fault in result["faults"]:
         lines.append(
             f"| {fault['fault']} | {fault['rate']} | {fault['events']} | "
-            f"{fault['exact_after_s'] if fault['exact_after_s'] is not None else 'NOT EXACT'} | "
+            f"{_or_not_exact(fault['exact_after_s'])} | "
             f"{fault.get('max_gap_between_records_ms', '')} |"
         )
     return "\n".join([*lines, ""])
+
+
+def _or_not_exact(seconds: float | None) -> str:
+    return "NOT EXACT" if seconds is None else str(seconds)
 
 
 def _unless_exact(exact: bool | None) -> str:
