@@ -16,11 +16,12 @@ ORDERLAKE_CLUSTER_ROOT, stopped with ``cluster down --volumes`` at the end, also
    counted_at of the micro-batch that counted it) p50/p95/max, the rates the generators and
    Kafka reached, and how long the speed layer needed after the last line;
 4. faults, each while a host writes live lines, each judged by the speed layer's purchases
-   (rows and distinct event ids equal to every purchase written so far): the partition
-   leader of tmall.user_actions/0 SIGKILLed (and the longest gap between records around it),
-   host-2's link cut for 30 s, the Spark hosts cut from the brokers for 30 s. Recovery is the
-   time from the end of the fault (the last line written, or the link restored, whichever is
-   later) to exact counts.
+   (rows and distinct event ids equal to every purchase written so far): SIGKILL of the
+   partition leader of tmall.user_actions/0, then of the active controller, then of a third
+   broker (each with the longest gap between records around it, and the time until it is back
+   in every ISR), host-2's link cut for 30 s, the Spark hosts cut from the brokers for 30 s.
+   Recovery is the time from the end of the fault (the last line written, or the link
+   restored, whichever is later) to exact counts.
 
 Then, in the same run once the cluster is down, the embedded platform (`orderlake up --only
 kafka,flume,streaming` in a temporary home): the same ingest (until counted), then the same
@@ -49,12 +50,18 @@ from deltalake.exceptions import TableNotFoundError
 from bench import common
 from bench.stack import running_platform
 from orderlake import lake
-from orderlake.cluster import netns
+from orderlake.cluster import kafka_node, netns
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 SERVICES = ("streaming", "flume-edge-host-1", "flume-edge-host-2")
 HOSTS = ("host-1", "host-2")
+BROKERS = (1, 2, 3)
+ROLES = {
+    "leader": "leader of tmall.user_actions/0",
+    "controller": "the active controller",
+    "follower": "neither that leader nor the controller",
+}
 CUT_S = 30  # how long a link stays cut, as in tests/cluster
 SETTLE_TIMEOUT_S = 900  # a wait for Kafka or the speed layer gives up after this
 
@@ -222,6 +229,18 @@ class Bench:
         state = json.loads(self.cli("cluster", "status", "--json"))
         return next(h for h in state["hosts"] if h["name"] == host)["components"][0]["pid"]
 
+    def rejoined(self, node: int, victim: int, timeout: float = 300) -> float | None:
+        """Seconds from now until broker ``node`` runs again (a new pid) and is in every
+        partition's ISR; None if not within ``timeout``."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            topics = self.probe("topics")["topics"]
+            isrs = [p["isrs"] for t in topics.values() for p in t["partitions"].values()]
+            if self.pid(f"kafka-{node}") not in (None, victim) and all(node in i for i in isrs):
+                return round(time.monotonic() - started, 1)
+            time.sleep(3)
+        return None
+
     def network(self) -> netns.Network:
         return netns.Network.load(json.loads(self.cli("cluster", "status", "--json"))["run_id"])
 
@@ -247,25 +266,36 @@ def ingest(bench: Bench, events: int) -> dict:
     }
 
 
-def leader_killed(bench: Bench, rate: int, seconds: int) -> dict:
-    """host-1 writes ``rate`` live lines/s; after 10 s the leader of tmall.user_actions/0 is
-    SIGKILLed (supervisord restarts it)."""
+def broker_killed(bench: Bench, rate: int, seconds: int, role: str) -> dict:
+    """host-1 writes ``rate`` live lines/s; after 10 s the broker in ``role`` is SIGKILLed
+    (supervisord restarts it): "leader" of tmall.user_actions/0, the active "controller", or a
+    "follower" that is neither. Before the next fault the broker is back in every ISR."""
     since_ms = int(time.time() * 1000)
     writer = bench.generate("host-1", rate * seconds, rate)
     time.sleep(10)
     leader = bench.probe("topics")["topics"]["tmall.user_actions"]["partitions"]["0"]["leader"]
-    os.kill(bench.pid(f"kafka-{leader}"), signal.SIGKILL)
+    volumes = bench.root / "volumes"
+    controller = kafka_node.active_controller({n: volumes / f"kafka-{n}-data" for n in BROKERS})
+    node = {
+        "leader": leader,
+        "controller": controller,
+        "follower": next(n for n in BROKERS if n not in (leader, controller)),
+    }[role]
+    victim = bench.pid(f"kafka-{node}")
+    os.kill(victim, signal.SIGKILL)
     killed_at = time.time()
     (manifest,) = bench.finish({"host-1": writer})
     recovered = wait_exact(bench.purchases, bench.written)
     gap = bench.probe("gap", "tmall.user_actions", str(since_ms))
+    rejoined = bench.rejoined(node, victim)
     return {
-        "fault": f"SIGKILL of kafka-{leader}, leader of tmall.user_actions/0",
+        "fault": f"SIGKILL of kafka-{node}, {ROLES[role]}",
         "rate": rate,
         "killed_after_s": round(killed_at - since_ms / 1000, 1),
         "max_gap_between_records_ms": gap["max_gap_ms"],
         "events": manifest["events"],
         "exact_after_s": recovered,
+        "rejoined_every_isr_s": rejoined,
     }
 
 
@@ -311,9 +341,9 @@ def on_cluster(args: argparse.Namespace, result: dict) -> None:
         print(json.dumps(result["freshness"]), flush=True)
         network = bench.network()
         spark = [h for h in network.hosts if h.startswith("spark") or h == "streaming"]
-        brokers = ["kafka-1", "kafka-2", "kafka-3"]
+        brokers = [f"kafka-{n}" for n in BROKERS]
         result["faults"] = [
-            leader_killed(bench, args.rate, args.seconds),
+            *(broker_killed(bench, args.rate, args.seconds, role) for role in ROLES),
             link_cut(
                 bench,
                 args.rate,
@@ -424,14 +454,16 @@ def markdown(result: dict) -> str:
         "purchase written so far, once; measured from the end of the fault (the last line "
         "written, or the link restored).",
         "",
-        "| fault | lines/s | events | counts exact after s | longest write pause ms |",
-        "|---|---:|---:|---:|---:|",
+        "| fault | lines/s | events | counts exact after s | longest write pause ms | "
+        "broker back in every ISR after s |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for fault in result["faults"]:
         lines.append(
             f"| {fault['fault']} | {fault['rate']} | {fault['events']} | "
             f"{_or_not_exact(fault['exact_after_s'])} | "
-            f"{fault.get('max_gap_between_records_ms', '')} |"
+            f"{fault.get('max_gap_between_records_ms', '')} | "
+            f"{fault.get('rejoined_every_isr_s', '')} |"
         )
     return "\n".join([*lines, ""])
 

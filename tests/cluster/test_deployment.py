@@ -36,7 +36,7 @@ import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from orderlake.cluster import netns
+from orderlake.cluster import kafka_node, netns
 from tests.fixtures.errors import one_sentence
 
 from .conftest import PACKAGE_ROOT, leftovers
@@ -319,13 +319,9 @@ def kill_while_writing(cluster: Cluster, node: int, host: str) -> None:
 
 
 def active_controller(cluster: Cluster) -> int:
-    """The KRaft quorum's leader, from the voters' own quorum-state files (highest epoch)."""
-    states = []
-    for node in (1, 2, 3):
-        path = cluster.root / "volumes" / f"kafka-{node}-data" / "__cluster_metadata-0"
-        states.append(json.loads((path / "quorum-state").read_text()))
-    leader = max(states, key=lambda s: s["leaderEpoch"])["leaderId"]
-    assert leader in (1, 2, 3), states
+    volumes = cluster.root / "volumes"
+    leader = kafka_node.active_controller({n: volumes / f"kafka-{n}-data" for n in (1, 2, 3)})
+    assert leader in (1, 2, 3), "no voter knows the quorum's leader"
     return leader
 
 

@@ -8,6 +8,7 @@ environment (SASL_SSL everywhere) against a secrets directory.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,14 @@ def test_command_takes_the_heap_and_jaas_file_from_the_environment(tmp_path):
 def test_prepare_needs_the_cluster_id(tmp_path):
     with pytest.raises(OrderlakeError, match="CLUSTER_ID is not set"):
         kafka_node.prepare({"KAFKA_NODE_ID": "1"}, tmp_path / "data", {})
+
+
+def test_the_active_controller_is_the_leader_of_the_highest_epoch(tmp_path):
+    dirs = {n: tmp_path / f"kafka-{n}-data" for n in (1, 2, 3)}
+    assert kafka_node.active_controller(dirs) is None  # no voter has written its state yet
+    for node, (leader, epoch) in {1: (1, 4), 2: (3, 5), 3: (-1, 6)}.items():
+        state = dirs[node] / "__cluster_metadata-0" / "quorum-state"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"leaderId": leader, "leaderEpoch": epoch}))
+    # node 1 names an older epoch's leader; node 3 is in an election and names none
+    assert kafka_node.active_controller(dirs) == 3

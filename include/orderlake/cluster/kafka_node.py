@@ -47,6 +47,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -345,3 +346,17 @@ def _host_paths(value: str, secrets_dir: Path | None, variable: str) -> str:
     if IMAGE_SECRETS_DIR + "/" not in value:
         return value
     return value.replace(IMAGE_SECRETS_DIR + "/", f"{_secrets(secrets_dir, variable)}/")
+
+
+def active_controller(data_dirs: Mapping[int, Path]) -> int | None:
+    """The KRaft quorum's leader (node id) from the voters' own quorum-state files
+    ({node id: data directory}): the leader named at the highest epoch; a voter in an election
+    names none. None while no voter knows a leader."""
+    known = []
+    for data_dir in data_dirs.values():
+        path = data_dir / "__cluster_metadata-0" / "quorum-state"
+        if path.exists():
+            state = json.loads(path.read_text())
+            if state.get("leaderId") in data_dirs:
+                known.append(state)
+    return max(known, key=lambda s: s.get("leaderEpoch", -1))["leaderId"] if known else None
