@@ -44,8 +44,8 @@ from .conftest import PACKAGE_ROOT, leftovers
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
 # the warm Spark and Airflow on PostgreSQL (the token over TLS, a worker killed during a batch
-# build, the database restarted under Airflow) take about 7 minutes more than `make test`'s
-# budget has left; `make test-cluster-full` runs the module with them
+# build, the database restarted under Airflow) take about 5 minutes more, which `make test`'s
+# budget does not have; `make test-cluster-full` runs the module with them
 WITH_FULL = os.environ.get("ORDERLAKE_TEST_CLUSTER_FULL") == "1"
 SERVICES = (
     "streaming",
