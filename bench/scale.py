@@ -37,8 +37,8 @@ import psutil
 
 from bench.common import RESULTS_DIR, kafka_holds, load_average, provenance, write_results
 from bench.stack import ORDERLAKE, Platform, running_platform
+from orderlake import speed_progress
 from orderlake.settings import Settings
-from orderlake.stack import streaming
 from orderlake.workload.generator import generate_to_spool
 
 HOPS = ("generate", "kafka", "speed", "batch", "reconcile")
@@ -183,7 +183,7 @@ def one_volume(events: int, seed: int) -> dict:
         watcher = threading.Thread(
             target=lambda: (
                 wait(
-                    lambda: streaming.total_lag(settings) == 0,
+                    lambda: speed_progress.total_lag(settings) == 0,
                     "the speed layer caught up",
                     4 * 3600,
                 ),

@@ -18,9 +18,8 @@ import psutil
 
 from bench.common import epoch, jvm_heap, median, pct, slope
 from bench.speed import TOPICS
-from orderlake import contracts, kafka_admin
+from orderlake import contracts, kafka_admin, speed_progress
 from orderlake.settings import Settings
-from orderlake.stack import streaming
 
 LAG_SAMPLE_S = 2.0
 HEAP_SAMPLE_S = 10.0
@@ -31,7 +30,7 @@ def kafka_state(settings: Settings) -> tuple[dict[str, int], int | None]:
     kafka_lag_total (end offsets minus the offsets the job reported as processed)."""
     ends = kafka_admin.end_offsets(settings.bootstrap, TOPICS)
     totals = {topic: sum(parts.values()) for topic, parts in ends.items()}
-    progress = streaming.read_progress(settings)
+    progress = speed_progress.read(settings)
     if progress is None:
         return totals, None
     processed = progress.get("processed_offsets", {})
@@ -81,7 +80,7 @@ class Monitor(threading.Thread):
     def __init__(self, settings: Settings):
         super().__init__(name="monitor", daemon=True)
         self.settings = settings
-        self.progress = ProgressCopy(streaming.progress_path(settings))
+        self.progress = ProgressCopy(speed_progress.path(settings))
         self.samples: list[dict] = []
         self.heap: list[dict] = []
         self.errors: list[str] = []

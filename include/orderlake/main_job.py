@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from orderlake import contracts, kafka_admin, serving
+from orderlake import contracts, kafka_admin, serving, speed_progress
 from orderlake.cli import format_status
 from orderlake.entry import log_trace
 from orderlake.errors import OrderlakeError
 from orderlake.schemas import BATCH_RUNS_TABLE, BRONZE_TABLE, GOLD_DAILY_TABLE
 from orderlake.settings import Settings
-from orderlake.stack import airflow, dashboard, platform, streaming
+from orderlake.stack import airflow, dashboard, platform
 from orderlake.workload.generator import generate_to_spool
 from orderlake.workload.tianchi import SAMPLE_USER_INFO, SAMPLE_USER_LOG, replay_tianchi_to_spool
 
@@ -121,8 +121,8 @@ def wait_for_kafka(settings: Settings, expected: dict[str, int], progress: Progr
 
 def wait_for_speed_layer(settings: Settings, progress: Progress) -> None:
     def check() -> tuple[bool, str]:
-        report = streaming.read_progress(settings) or {}
-        lag = streaming.lag(settings, report.get("processed_offsets", {}))
+        report = speed_progress.read(settings) or {}
+        lag = speed_progress.lag(settings, report.get("processed_offsets", {}))
         total = sum(sum(p.values()) for p in lag.values())
         batches = report.get("batches") or [{}]
         return total == 0, (

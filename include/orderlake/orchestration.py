@@ -203,6 +203,7 @@ def assess_speed_layer(
 def supervise_streaming(settings: Settings | None = None) -> dict:
     """Check the speed layer's heartbeat and lag; restart it (embedded default) when it is down
     or stale; fail visibly when its lag keeps growing."""
+    from orderlake import speed_progress
     from orderlake.stack import streaming
     from orderlake.stack.supervisor import Supervisor
 
@@ -217,12 +218,12 @@ def supervise_streaming(settings: Settings | None = None) -> dict:
     info = processes.get(streaming.NAME, {})
     # embedded: supervisord knows the process; a cluster runs it elsewhere: judge by heartbeat
     state = info.get("statename", "NOT RUNNING") if settings.env == "local" else "RUNNING"
-    progress = streaming.read_progress(settings)
-    age = streaming.heartbeat_age(progress) if progress else None
+    progress = speed_progress.read(settings)
+    age = speed_progress.heartbeat_age(progress) if progress else None
     lags = _record_lag(settings, progress)
-    starting = streaming.starting_for(progress) if progress else None
+    starting = speed_progress.starting_for(progress) if progress else None
     verdict = assess_speed_layer(
-        state, age, lags, streaming.STALE_AFTER_S, starting, settings.speed_startup_limit_s
+        state, age, lags, speed_progress.STALE_AFTER_S, starting, settings.speed_startup_limit_s
     )
     log.info("speed layer: %s (%s)", verdict.action, verdict.reason)
     if verdict.action == "fail":
@@ -242,7 +243,7 @@ def supervise_streaming(settings: Settings | None = None) -> dict:
 
 def _record_lag(settings: Settings, progress: dict | None) -> list[int]:
     """Append the current total lag to the history file; return the history (oldest first)."""
-    from orderlake.stack import streaming
+    from orderlake import speed_progress
 
     path = settings.run_dir / "speed-lag-history.json"
     try:
@@ -251,7 +252,7 @@ def _record_lag(settings: Settings, progress: dict | None) -> list[int]:
         history = []
     if progress is not None:
         try:
-            per_partition = streaming.lag(settings, progress.get("processed_offsets", {}))
+            per_partition = speed_progress.lag(settings, progress.get("processed_offsets", {}))
             total = sum(sum(p.values()) for p in per_partition.values())
             history = [*history, total][-LAG_SAMPLES:]
             path.parent.mkdir(parents=True, exist_ok=True)

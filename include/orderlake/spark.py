@@ -36,10 +36,9 @@ from pyspark.errors import PySparkException
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
 
-from orderlake import procs
+from orderlake import jvm, procs
 from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
-from orderlake.stack import jvm
 
 LOG4J2 = """\
 # orderlake: quiet Spark logs (warnings and errors only)

@@ -30,9 +30,9 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-from orderlake import contracts, kafka_admin, lake
+from orderlake import contracts, kafka_admin, lake, speed_progress
 from orderlake.procs import process_start
-from orderlake.stack import edge, streaming
+from orderlake.stack import edge
 from orderlake.workload.spool import SpoolWriter, generations
 from tests.fixtures.stack import ORDERLAKE, Platform
 from tests.fixtures.workload import expected_gold, latest_profiles
@@ -222,7 +222,7 @@ class Battery:
         """Until the speed layer has read everything Kafka holds (quarantined records too)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if streaming.total_lag(self.settings) == 0:
+            if speed_progress.total_lag(self.settings) == 0:
                 return
             time.sleep(1)
 

@@ -14,8 +14,8 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from orderlake import contracts, lake, schemas
-from orderlake.jobs.speed import app, progress, source
+from orderlake import contracts, lake, schemas, speed_progress
+from orderlake.jobs.speed import app, source
 from orderlake.settings import Settings
 from orderlake.transforms import parsing
 from tests.fixtures.workload import expected_counts, generated_workload, send
@@ -45,7 +45,7 @@ def progress_batches(settings: Settings, last_batch_id: int, timeout: float = 30
     has written the one with ``last_batch_id``."""
     deadline = time.monotonic() + timeout
     while True:
-        batches = json.loads(progress.progress_path(settings).read_text())["batches"]
+        batches = json.loads(speed_progress.path(settings).read_text())["batches"]
         if any(b["batch_id"] == last_batch_id for b in batches) or time.monotonic() > deadline:
             return batches
         time.sleep(0.5)
@@ -188,7 +188,7 @@ def test_start_runs_the_speed_layer_on_an_injected_source(spark, tmp_path: Path)
     report = {}
     while report.get("state") != "terminated" and time.monotonic() < deadline:
         time.sleep(0.2)
-        report = json.loads(progress.progress_path(settings).read_text())
+        report = json.loads(speed_progress.path(settings).read_text())
     assert report["state"] == "terminated"
     assert report["profiles_preloaded"] == {"skipped": "the source is not Kafka"}
     assert report["processed_offsets"] == {}  # no Kafka offsets to report

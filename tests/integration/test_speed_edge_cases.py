@@ -13,8 +13,8 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from orderlake import contracts, lake, schemas
-from orderlake.jobs.speed import QUERY_NAME, app, progress, step
+from orderlake import contracts, lake, schemas, speed_progress
+from orderlake.jobs.speed import QUERY_NAME, app, step
 from orderlake.jobs.speed.source import parse
 from orderlake.kafka_admin import watermarks
 from orderlake.transforms.parsing import REASONS
@@ -236,7 +236,7 @@ def test_profiles_in_kafka_when_the_query_starts_are_stored_before_any_purchase_
     purchases_path = lake.table_path(settings, schemas.SPEED_PURCHASES_TABLE.name)
     history = spark.sql(f"DESCRIBE HISTORY delta.`{purchases_path}`").collect()
     assert "MERGE" not in {r["operation"] for r in history}
-    report = json.loads(progress.progress_path(settings).read_text())
+    report = json.loads(speed_progress.path(settings).read_text())
     assert report["profiles_preloaded"]["users_stored"] == 21
     # the backlog did take several micro-batches: counted from the checkpoint, as the
     # listener may not have written the last ones when an availableNow query stops

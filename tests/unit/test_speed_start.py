@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from orderlake import speed_progress
 from orderlake.errors import OrderlakeError
 from orderlake.jobs.speed import app, progress, step
 from orderlake.settings import Settings
-from orderlake.stack import streaming
 
 
 @pytest.fixture
@@ -25,25 +25,25 @@ def settings(tmp_path: Path) -> Settings:
 
 def test_starting_beats_a_fresh_heartbeat_over_a_stale_one(settings, monkeypatch):
     monkeypatch.setattr(progress, "STARTING_BEAT_S", 0.05)
-    path = progress.progress_path(settings)
+    path = speed_progress.path(settings)
     path.parent.mkdir(parents=True)
     stale = {"state": "running", "heartbeat_at": "2026-01-01T00:00:00+00:00", "batches": [1]}
     path.write_text(json.dumps(stale))
     with progress.starting(settings) as phase:
         phase("profile preload")
-        first = streaming.read_progress(settings)
+        first = speed_progress.read(settings)
         time.sleep(0.3)
-        later = streaming.read_progress(settings)
+        later = speed_progress.read(settings)
         phase(None)
     assert first["state"] == later["state"] == "starting"
     assert later["phase"] == "profile preload" and later["batches"] == [1]
-    assert streaming.heartbeat_age(later) < 5
+    assert speed_progress.heartbeat_age(later) < 5
     assert later["heartbeat_at"] > first["heartbeat_at"]
-    assert 0 <= streaming.starting_for(later) < 5
+    assert 0 <= speed_progress.starting_for(later) < 5
     # once the query reports for itself, the start-up thread writes nothing more
     path.write_text(json.dumps({**later, "state": "running"}))
     time.sleep(0.2)
-    assert streaming.read_progress(settings)["state"] == "running"
+    assert speed_progress.read(settings)["state"] == "running"
 
 
 def test_a_second_speed_layer_on_the_same_lake_is_refused_in_one_sentence(settings):

@@ -10,11 +10,11 @@ import pytest
 from orderlake import contracts, kafka_admin
 from orderlake.cli import format_status
 from orderlake.errors import OrderlakeError, UsageError
+from orderlake.jvm import _artifact
 from orderlake.kafka_client import user_password_file
 from orderlake.settings import Settings
 from orderlake.stack import flume, kafka, supervisor
 from orderlake.stack.component import Component
-from orderlake.stack.jvm import _artifact
 from orderlake.stack.platform import components, start_steps
 
 

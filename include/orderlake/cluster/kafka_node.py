@@ -53,10 +53,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from orderlake import jvm
 from orderlake.cluster import tls
 from orderlake.errors import OrderlakeError
 from orderlake.private import write_private
-from orderlake.stack import jvm
 from orderlake.stack.kafka import LOG4J2
 
 PREFIX = "KAFKA_"

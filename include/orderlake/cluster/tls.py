@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from orderlake import jvm
 from orderlake.errors import OrderlakeError
 from orderlake.private import MODE, write_private
-from orderlake.stack import jvm
 
 CA_ALIAS = "orderlake-ca"
 KEY_ALIAS = "broker"

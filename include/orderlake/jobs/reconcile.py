@@ -267,9 +267,9 @@ def _speed_processed_offsets(settings: Settings) -> dict[int, int]:
     """{partition of tmall.user_actions: next offset the speed layer will read}, from the
     progress file the streaming job keeps; empty when it never reported (nothing is then
     considered in flight: every missing purchase is unexplained)."""
-    from orderlake.stack import streaming
+    from orderlake import speed_progress
 
-    progress = streaming.read_progress(settings) or {}
+    progress = speed_progress.read(settings) or {}
     offsets = progress.get("processed_offsets", {}).get(contracts.TOPIC_ACTIONS, {})
     return {int(p): int(o) for p, o in offsets.items()}
 

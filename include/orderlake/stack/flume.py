@@ -13,11 +13,10 @@ import urllib.request
 from pathlib import Path
 from string import Template
 
-from orderlake import contracts
+from orderlake import contracts, jvm
 from orderlake.kafka_client import java_properties
 from orderlake.private import write_private
 from orderlake.settings import PROJECT_ROOT, Settings
-from orderlake.stack import jvm
 from orderlake.stack.kafka import log4j2_config
 
 CONF_DIR = PROJECT_ROOT / "flume_conf"

@@ -10,9 +10,9 @@ import uuid
 from base64 import urlsafe_b64encode
 from pathlib import Path
 
+from orderlake import jvm
 from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
-from orderlake.stack import jvm
 
 LOG4J2 = """\
 # orderlake: JVM logs go to stdout; supervisord writes and rotates them under ORDERLAKE_HOME/logs

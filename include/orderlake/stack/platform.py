@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from orderlake import kafka_admin
+from orderlake import kafka_admin, speed_progress
 from orderlake.errors import OrderlakeError
 from orderlake.settings import PROJECT_ROOT, Settings
 from orderlake.stack import dashboard, disk, flume, kafka, ports
@@ -177,7 +177,7 @@ def streaming_component(settings: Settings) -> Component:
         programs,
         needs=("kafka",),
         ready=lambda: streaming.wait_ready(settings),
-        address=lambda: {"progress": str(streaming.progress_path(settings))},
+        address=lambda: {"progress": str(speed_progress.path(settings))},
         metrics=lambda: streaming.metrics(settings),
     )
 

@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from orderlake import jvm
 from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
-from orderlake.stack import jvm
 from orderlake.stack.supervisor import Program
 
 NAME = "spark"

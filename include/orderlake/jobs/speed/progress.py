@@ -26,6 +26,7 @@ from pyspark.sql.streaming.listener import (
     QueryTerminatedEvent,
 )
 
+from orderlake import speed_progress
 from orderlake.jobs.speed import QUERY_NAME
 from orderlake.settings import Settings
 
@@ -36,11 +37,6 @@ PROGRESS_HISTORY = 120  # micro-batches kept in the progress file
 STARTING_BEAT_S = 5.0  # heartbeat while starting (JVM, profile preload): well inside STALE_AFTER_S
 
 
-def progress_path(settings: Settings) -> Path:
-    """Where the speed layer of ``settings``' home reports (orderlake.stack.streaming reads it)."""
-    return settings.run_dir / "speed-progress.json"
-
-
 class ProgressWriter(StreamingQueryListener):
     """Keeps ORDERLAKE_HOME/run/speed-progress.json: the last micro-batches (input rows/s, batch
     duration, rows quarantined, purchases counted, event-to-commit latency), the offsets the
@@ -48,7 +44,7 @@ class ProgressWriter(StreamingQueryListener):
     """
 
     def __init__(self, settings: Settings, layer: SpeedLayer):
-        self.path = progress_path(settings)
+        self.path = speed_progress.path(settings)
         self.layer = layer
         self.query_id: str | None = None  # set once the query runs: ignore other queries
         # keep the batches reported before a restart: status and the dashboard show history
@@ -119,7 +115,7 @@ def starting(settings: Settings) -> Iterator[Callable[[str | None], None]]:
     The block gets ``phase(name)`` to name what it is doing (shown by `orderlake status`) and
     calls ``phase(None)`` once the query is about to report for itself.
     """
-    path = progress_path(settings)
+    path = speed_progress.path(settings)
     started_at = iso(time.time())
     current: list[str | None] = ["starting"]
     stop = threading.Event()
