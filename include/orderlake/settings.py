@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # the server's driver heap: every batch job's data passes through it (a full rebuild
     # de-duplicates every event at once)
     spark_server_memory: str = "2g"
+    # a warm Spark that does not answer this long after it was (re)started is failing: `up`
+    # gives up on it, and a job that came while it started stops waiting and fails
+    spark_startup_limit_s: float = Field(default=180, gt=0)
     spark_driver_memory: str = "1g"  # an in-process session of a tool or test
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
     # Kafka records a speed-layer micro-batch reads at most per topic: bounds its time and the

@@ -36,9 +36,11 @@ from pyspark.errors import PySparkException
 from pyspark.errors.exceptions.connect import SparkConnectGrpcException
 from pyspark.sql import SparkSession
 
-from orderlake import jvm, procs
+from orderlake import jvm, procs, supervised
 from orderlake.errors import OrderlakeError
 from orderlake.settings import Settings
+
+SERVER_COMPONENT = "spark"  # the warm Spark's component (and supervisord program) name
 
 LOG4J2 = """\
 # orderlake: quiet Spark logs (warnings and errors only)
@@ -180,8 +182,8 @@ def server_down(settings: Settings, why: str) -> OrderlakeError:
         else "check the spark-connect service of the cluster"
     )
     return OrderlakeError(
-        f"The Spark server (component `spark`) does not answer at {settings.spark_connect_url} "
-        f"({why}); {how}."
+        f"The Spark server (component `{SERVER_COMPONENT}`) does not answer at "
+        f"{settings.spark_connect_url} ({why}); {how}."
     )
 
 
@@ -201,11 +203,9 @@ def _wait_while_starting(settings: Settings, why: str) -> str | None:
     """A job that comes while `orderlake up` or `orderlake restart spark` brings the server up
     waits for it (within the server's readiness limit) instead of failing; a server that is
     not running fails the job at once. None once it answers, else why it does not."""
-    from orderlake.stack import spark_server
-
-    deadline = time.monotonic() + spark_server.READY_TIMEOUT_S  # a server in a crash loop
+    deadline = time.monotonic() + settings.spark_startup_limit_s  # a server in a crash loop
     told = False
-    while (up := spark_server.starting_for(settings)) is not None and time.monotonic() < deadline:
+    while (up := _starting_for(settings)) is not None and time.monotonic() < deadline:
         if not told:
             logging.getLogger(__name__).info("the Spark server is starting (%.0f s): waiting", up)
             told = True
@@ -214,6 +214,17 @@ def _wait_while_starting(settings: Settings, why: str) -> str | None:
             return None
         why = why_now
     return why
+
+
+def _starting_for(settings: Settings) -> float | None:
+    """Seconds since this home's supervisord (re)started the server, while it has not yet been
+    up for its readiness limit; None when supervisord does not run it here (stopped, failed,
+    or a server elsewhere, as in a cluster)."""
+    info = supervised.processes(settings).get(SERVER_COMPONENT)
+    if not info or info.get("statename") not in ("STARTING", "RUNNING"):
+        return None
+    up = float(info.get("now", time.time())) - float(info.get("start") or 0)
+    return up if up < settings.spark_startup_limit_s else None
 
 
 # Each process's Connect session, recorded while it lives: the server keeps running what a

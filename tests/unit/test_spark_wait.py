@@ -19,7 +19,7 @@ def settings(tmp_path) -> Settings:
 def server(monkeypatch):
     """Scripted answers: supervisord's view (seconds starting, or None) and the port's."""
     script = {"starting": [], "reachable": []}
-    monkeypatch.setattr(spark_server, "starting_for", lambda _s: script["starting"].pop(0))
+    monkeypatch.setattr(spark, "_starting_for", lambda _s: script["starting"].pop(0))
     monkeypatch.setattr(spark, "_reachable", lambda _s: script["reachable"].pop(0))
     monkeypatch.setattr(spark.time, "sleep", lambda _s: None)
     return script
@@ -41,6 +41,10 @@ def test_a_server_that_stops_while_starting_fails_with_the_last_reason(server, s
     server["starting"] = [3.0, None]
     server["reachable"] = ["Connection reset"]
     assert spark._wait_while_starting(settings, "Connection refused") == "Connection reset"
+
+
+def test_the_server_component_is_the_one_jobs_ask_supervisord_about():
+    assert spark_server.NAME == spark.SERVER_COMPONENT
 
 
 def test_a_secured_server_listens_on_loopback_behind_its_gate_and_its_token_stays_off_argv(

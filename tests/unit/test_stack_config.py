@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orderlake import contracts, kafka_admin
+from orderlake import contracts, kafka_admin, supervised
 from orderlake.cli import format_status
 from orderlake.errors import OrderlakeError, UsageError
 from orderlake.jvm import _artifact
@@ -209,7 +209,7 @@ def test_components_that_need_each_other_have_no_start_order():
 
 def test_long_homes_get_a_short_socket_path(tmp_path):
     deep = Settings(home=tmp_path / ("x" * 120))
-    assert len(str(supervisor.socket_path(deep))) < 100
+    assert len(str(supervised.socket_path(deep))) < 100
 
 
 def test_bad_environment_value_is_a_usage_error(monkeypatch):

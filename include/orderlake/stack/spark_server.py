@@ -29,7 +29,6 @@ from orderlake.stack.supervisor import Program
 
 NAME = "spark"
 MAIN_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
-READY_TIMEOUT_S = 180.0
 
 
 def spark_home() -> Path:
@@ -86,10 +85,12 @@ def program(settings: Settings) -> Program:
     )
 
 
-def wait_ready(settings: Settings, timeout: float = READY_TIMEOUT_S) -> None:
-    """Block until a session can run a query; register the lake's tables in its catalog."""
+def wait_ready(settings: Settings) -> None:
+    """Block until a session can run a query (within ``spark_startup_limit_s``); register the
+    lake's tables in its catalog."""
     from orderlake.spark import connect
 
+    timeout = settings.spark_startup_limit_s
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -102,19 +103,6 @@ def wait_ready(settings: Settings, timeout: float = READY_TIMEOUT_S) -> None:
                     f"{timeout:.0f} s; see {settings.logs_dir / (NAME + '.log')}."
                 ) from None
             time.sleep(1)
-
-
-def starting_for(settings: Settings) -> float | None:
-    """Seconds since supervisord (re)started the server, while it has not yet been up for its
-    readiness limit; None when this host's supervisord does not run it (stopped, failed, or a
-    server elsewhere, as in a cluster)."""
-    from orderlake.stack.supervisor import Supervisor
-
-    info = Supervisor(settings).processes().get(NAME)
-    if not info or info.get("statename") not in ("STARTING", "RUNNING"):
-        return None
-    up = float(info.get("now", time.time())) - float(info.get("start") or 0)
-    return up if up < READY_TIMEOUT_S else None
 
 
 def address(settings: Settings) -> dict:

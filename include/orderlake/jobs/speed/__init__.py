@@ -46,4 +46,11 @@ The modules, by responsibility:
 streaming/speed_layer.py is the process entry point; it only wires settings, session and query.
 """
 
+from datetime import UTC, datetime
+
 QUERY_NAME = "speed"  # the streaming query: its name, its checkpoint directory under the lake
+
+
+def iso(epoch: float) -> str:
+    """UTC ISO 8601 with milliseconds, as every time the speed layer records."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")

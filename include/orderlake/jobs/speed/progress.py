@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,7 @@ from pyspark.sql.streaming.listener import (
 )
 
 from orderlake import speed_progress
-from orderlake.jobs.speed import QUERY_NAME
+from orderlake.jobs.speed import QUERY_NAME, iso
 from orderlake.settings import Settings
 
 if TYPE_CHECKING:
@@ -166,8 +165,3 @@ def _write_json(path: Path, doc: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, default=str))
     tmp.replace(path)  # readers never see a half-written file
-
-
-def iso(epoch: float) -> str:
-    """UTC ISO 8601 with milliseconds, as every time in the progress file."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")

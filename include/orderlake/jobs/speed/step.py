@@ -27,7 +27,7 @@ from orderlake import lake, schemas
 from orderlake.contracts import ACTION_PURCHASE, TOPIC_ACTIONS, TOPIC_PROFILES
 from orderlake.errors import OrderlakeError
 from orderlake.jobs import maintenance
-from orderlake.jobs.speed.progress import iso
+from orderlake.jobs.speed import iso
 from orderlake.jobs.speed.state import CountedKeys, StoredUsers
 from orderlake.schemas import SPEED_PURCHASES_TABLE
 from orderlake.settings import Settings
