@@ -43,6 +43,17 @@ def test_a_server_that_stops_while_starting_fails_with_the_last_reason(server, s
     assert spark._wait_while_starting(settings, "Connection refused") == "Connection reset"
 
 
+def test_a_server_starting_longer_than_its_limit_is_not_waited_for(monkeypatch, tmp_path):
+    """supervisord's view -> seconds starting, within ORDERLAKE_SPARK_STARTUP_LIMIT_S only."""
+    info = {"spark": {"statename": "RUNNING", "start": 1_000.0, "now": 1_200.0}}
+    monkeypatch.setattr(spark.supervised, "processes", lambda _s: info)
+    assert spark._starting_for(Settings(home=tmp_path)) is None  # 200 s > the default 180 s
+    patient = Settings(home=tmp_path, spark_startup_limit_s=300)
+    assert spark._starting_for(patient) == 200.0
+    info["spark"]["statename"] = "FATAL"
+    assert spark._starting_for(patient) is None
+
+
 def test_the_server_component_is_the_one_jobs_ask_supervisord_about():
     assert spark_server.NAME == spark.SERVER_COMPONENT
 
