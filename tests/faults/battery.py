@@ -8,9 +8,9 @@ Python, never the platform's own reconciliation. Per (event date, age bracket, g
 purchase must be in the speed tables and in gold exactly once, and the quarantines must hold
 exactly the malformed lines the battery wrote, each with its reason.
 
-`make test` runs each case once, the three kill cases as one stream
-(tests/faults/test_battery.py); `make soak` runs them apart with the repetition counts of
-issue 26 and writes bench/results/soak.md and .json (bench/soak.py).
+`make test` runs each case once, the malformed lines, the three kills and the rotations on one
+stream (tests/faults/test_battery.py); `make soak` runs them apart with the repetition counts
+of issue 26 and writes bench/results/soak.md and .json (bench/soak.py).
 """
 
 from __future__ import annotations
@@ -409,12 +409,18 @@ def malformed_lines(marker: str, max_line_bytes: int) -> list[tuple[bytes, str, 
 
 # --- the cases -----------------------------------------------------------------------------------
 def _stream_with_faults(
-    b: Battery, name: str, times: int, gap_s: float, rate: float, fault: Callable[[int], str]
+    b: Battery,
+    name: str,
+    times: int,
+    gap_s: float,
+    rate: float,
+    fault: Callable[[int], str],
+    rotate_kb: float = 0,
 ) -> Outcome:
     """A live stream long enough for ``times`` faults ``gap_s`` apart; ``fault(i)`` injects
     the i-th and says what it did."""
     events = int(max(6_000, times * gap_s * rate))
-    writer = b.stream(events, rate)
+    writer = b.stream(events, rate, rotate_kb)
     time.sleep(min(3.0, gap_s))
     since = time.monotonic()
     notes = []
@@ -462,14 +468,10 @@ def edge_kills(b: Battery, times: int) -> Outcome:
                                lambda i: kill_edge(b, i))  # fmt: skip
 
 
-def component_kills(b: Battery, times: int) -> Outcome:
-    """The three kill cases' faults in turn, ``times`` rounds on one stream: one settling and
-    one batch run instead of three (`make test`)."""
-    kills = (kill_streaming, kill_collector, kill_edge)
-    outcome = _stream_with_faults(b, "kill -9 of each component in turn", times * 3, 12, 1_000,
-                                  lambda i: kills[i % 3](b, i // 3))  # fmt: skip
-    outcome.repetitions = times
-    return outcome
+def _rotated(b: Battery) -> int:
+    """Rotations by rename of actions.log so far, over all hosts."""
+    return sum(len(generations(b.settings.spool_dir / h, contracts.ACTIONS_FILE)) - 1
+               for h in b.settings.host_names)  # fmt: skip
 
 
 def rotations(b: Battery, times: int) -> Outcome:
@@ -480,8 +482,7 @@ def rotations(b: Battery, times: int) -> Outcome:
     events = max(2_000, times * 120)
 
     def rotated() -> int:
-        return sum(len(generations(b.settings.spool_dir / h, contracts.ACTIONS_FILE)) - 1
-                   for h in b.settings.host_names)  # fmt: skip
+        return _rotated(b)
 
     before = rotated()
     writer = b.stream(events, rate=300, rotate_kb=16)
@@ -592,10 +593,9 @@ def late_purchases_for_a_final_day(b: Battery, times: int) -> Outcome:
     return outcome
 
 
-def malformed(b: Battery, times: int) -> Outcome:
-    """Malformed lines of every kind through Flume into the quarantines, each with its reason
-    (lines the edge refuses reach only the batch layer's, through tmall.rejects)."""
-    since = time.monotonic()
+def _write_malformed(b: Battery, times: int) -> list[tuple[bytes, str, str | None, str]]:
+    """Malformed lines of every kind, ``times`` of each (the oversize kind every 100th time),
+    appended to the spool; returns them."""
     lines = []
     for rep in range(times):
         for line in malformed_lines(f"bad-{b.seed}-{rep}", b.settings.max_line_bytes):
@@ -603,10 +603,42 @@ def malformed(b: Battery, times: int) -> Outcome:
                 lines.append(line)
     b.seed += 1
     b.write_bad(lines)
-    kinds = len({(speed, batch) for _, _, speed, batch in lines})
+    return lines
+
+
+def _kinds(lines: list[tuple[bytes, str, str | None, str]]) -> str:
+    return f"{len(lines)} malformed lines of {len({(s, q) for _, _, s, q in lines})} kinds"
+
+
+def malformed(b: Battery, times: int) -> Outcome:
+    """Malformed lines of every kind through Flume into the quarantines, each with its reason
+    (lines the edge refuses reach only the batch layer's, through tmall.rejects)."""
+    since = time.monotonic()
+    lines = _write_malformed(b, times)
     outcome = Outcome("malformed lines", times, len(lines), len(lines), 0)
-    outcome.notes.append(f"{len(lines)} lines of {kinds} kinds")
+    outcome.notes.append(_kinds(lines))
     return b.judge(outcome, since)
+
+
+def faults_on_one_stream(b: Battery, times: int) -> Outcome:
+    """`make test`'s stream: malformed lines of every kind, then the three component kills in
+    turn while every host's actions.log rotates by rename: one settling and one batch run
+    for all of them, where `make soak` judges each apart (and also stops edges during
+    rotations, which tests/integration/test_ingest.py covers at the Kafka level)."""
+    lines = _write_malformed(b, times)
+    before = _rotated(b)
+    kills = (kill_streaming, kill_collector, kill_edge)
+    # 1 MiB files: each host's share of the stream (about 3 MiB) rotates a few times, while
+    # the kills happen
+    outcome = _stream_with_faults(b, "malformed lines, kills and rotations on one stream",
+                                  times * 3, 12, 1_000, lambda i: kills[i % 3](b, i // 3),
+                                  rotate_kb=1024)  # fmt: skip
+    rotated = _rotated(b) - before
+    assert rotated >= len(b.settings.host_names), f"{rotated} rotations by rename"
+    outcome.repetitions = times
+    outcome.faults_injected += len(lines) + rotated
+    outcome.notes += [_kinds(lines), f"{rotated} rotations of actions.log by rename"]
+    return outcome
 
 
 CASES: dict[str, Case] = {
@@ -619,14 +651,12 @@ CASES: dict[str, Case] = {
     "vacuum_guard": vacuum_guard_refusals,
     "late_final_day": late_purchases_for_a_final_day,
 }
-# `make test` runs these once: the three kill cases' faults on one stream (`make soak` keeps
-# them apart, each repeated, so a loss points at its component)
+# `make test` runs these once: the malformed lines, the kills and the rotations on one stream
+# (`make soak` keeps them apart, each repeated, so a loss points at its fault)
 TEST_CASES: dict[str, Case] = {
-    "malformed": malformed,
-    "component_kills": component_kills,
-    **{name: CASES[name] for name in ("rotations", "concurrent_writers", "vacuum_guard",
-                                      "late_final_day")},
-}  # fmt: skip
+    "faults_on_one_stream": faults_on_one_stream,
+    **{name: CASES[name] for name in ("concurrent_writers", "vacuum_guard", "late_final_day")},
+}
 # the repetitions issue 26 asks of `make soak`
 SOAK = {
     "malformed": 625,  # 10,000 lines of 17 kinds
