@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -80,3 +81,30 @@ def test_the_app_id_is_the_checkpoints_own_query_id(tmp_path):
     (checkpoint / "metadata").write_text('{"id": ')
     with pytest.raises(OrderlakeError, match="query id cannot be read"):
         step.app_id(checkpoint)
+
+
+def _progress_event(query_id: str, run_id: str, batch_id: int) -> SimpleNamespace:
+    """What Spark hands a listener after a micro-batch (the fields ProgressWriter reads)."""
+    return SimpleNamespace(
+        progress=SimpleNamespace(
+            id=query_id, runId=run_id, batchId=batch_id, timestamp="2026-12-07T00:00:00.000Z",
+            numInputRows=7, inputRowsPerSecond=1.0, processedRowsPerSecond=2.0,
+            batchDuration=10, durationMs={}, sources=[],
+        )
+    )  # fmt: skip
+
+
+def test_a_query_started_again_in_the_same_process_reports_through_its_own_listener(settings):
+    """A query restarted on its checkpoint keeps its id; the listener of the earlier run (never
+    removed from the session) must not write the new run's batches without their statistics."""
+    earlier = progress.ProgressWriter(settings, SimpleNamespace(batch_stats={}, maintenance=None))
+    earlier.run_id = "run-1"
+    now = progress.ProgressWriter(
+        settings, SimpleNamespace(batch_stats={3: {"rows": 7}}, maintenance=None)
+    )
+    now.run_id = "run-2"
+    event = _progress_event("query-1", "run-2", 3)
+    now.onQueryProgress(event)
+    earlier.onQueryProgress(event)  # Spark calls every listener; this one comes last
+    (batch,) = speed_progress.read(settings)["batches"]
+    assert (batch["batch_id"], batch["input_rows"], batch["rows"]) == (3, 7, 7)

@@ -114,6 +114,6 @@ def start(
     )
     phase(None)  # from here the query's listener reports
     query = writer.start()
-    listener.query_id = str(query.id)
+    listener.run_id = str(query.runId)
     layer.maintenance = maintenance.SpeedMaintenance(spark, settings, layer.between).start()
     return query

@@ -45,7 +45,11 @@ class ProgressWriter(StreamingQueryListener):
     def __init__(self, settings: Settings, layer: SpeedLayer):
         self.path = speed_progress.path(settings)
         self.layer = layer
-        self.query_id: str | None = None  # set once the query runs: ignore other queries
+        # this run of the query, set once it runs: events of any other are ignored. The run id,
+        # not the query id: a query started again on the same checkpoint keeps its id, and a
+        # listener of an earlier run in the same process (one never removed) would otherwise
+        # write the new run's batches without their statistics
+        self.run_id: str | None = None
         # keep the batches reported before a restart: status and the dashboard show history
         previous = _read_json(self.path)
         self.history: list[dict] = previous.get("batches", [])
@@ -58,7 +62,7 @@ class ProgressWriter(StreamingQueryListener):
 
     def onQueryProgress(self, event: QueryProgressEvent) -> None:  # noqa: N802
         p = event.progress
-        if str(p.id) != self.query_id:
+        if str(p.runId) != self.run_id:
             return
         entry = {
             "batch_id": p.batchId,
@@ -82,11 +86,11 @@ class ProgressWriter(StreamingQueryListener):
         self._write(state="running")
 
     def onQueryIdle(self, event: QueryIdleEvent) -> None:  # noqa: N802
-        if str(event.id) == self.query_id:
+        if str(event.runId) == self.run_id:
             self._write(state="idle")
 
     def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:  # noqa: N802
-        if str(event.id) == self.query_id:
+        if str(event.runId) == self.run_id:
             self._write(state="terminated", error=event.exception)
             if self.layer.maintenance is not None:
                 self.layer.maintenance.stop.set()
