@@ -480,11 +480,7 @@ def rotations(b: Battery, times: int) -> Outcome:
     # a 16 KiB file holds about 90 generated lines: 120 lines per asked rotation, over all
     # hosts, leaves a margin; 300 lines/s spreads the rotations over the faults
     events = max(2_000, times * 120)
-
-    def rotated() -> int:
-        return _rotated(b)
-
-    before = rotated()
+    before = _rotated(b)
     writer = b.stream(events, rate=300, rotate_kb=16)
     since = time.monotonic()
     notes, faults, i = [], 0, 0
@@ -507,7 +503,7 @@ def rotations(b: Battery, times: int) -> Outcome:
         faults += 1
         i += 1
     b.finish(writer)
-    done = rotated() - before
+    done = _rotated(b) - before
     assert done >= times, f"{done} rotations by rename, {times} asked"
     outcome = Outcome("rotation by rename", times, faults, events, 0, notes=sorted(set(notes)))
     outcome.notes.append(f"{done} rotations of actions.log by rename")
