@@ -21,7 +21,7 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed \
+        test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-speed-idle \
         bench-batch bench-airflow bench-warm-spark bench-startup bench-scale soak perf-doc lint secrets-scan fmt \
         typecheck clean
 
@@ -101,6 +101,9 @@ bench-ingest: setup ## append -> Kafka throughput and latency through 2 edge age
 
 bench-speed: setup ## append -> counted in the speed table: freshness, micro-batch costs, max rate, plain-consumer peer
 	$(PY) -m bench.speed
+
+bench-speed-idle: setup ## the speed layer's idle poll: an idle platform's CPU and a lone purchase's lateness at 10 and 250 ms, interleaved
+	$(PY) -m bench.speed_idle
 
 bench-batch: setup ## bronze load rate, silver+gold rebuild at 1 M and 10 M events, one-day update, DuckDB peer
 	$(PY) -m bench.batch

@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         app.hold_lock(settings)  # before the JVM: a second speed layer fails at once
         with progress.starting(settings) as phase:
             phase("spark session")
-            conf = {**app.SESSION_CONF, "spark.driver.memory": settings.speed_driver_memory}
+            conf = {
+                **app.SESSION_CONF,
+                "spark.driver.memory": settings.speed_driver_memory,
+                "spark.sql.streaming.pollingDelay": f"{settings.speed_idle_poll_ms}ms",
+            }
             spark = get_spark(settings, "orderlake-speed-layer", conf=conf)
             query = app.start(spark, settings, available_now=args.once, phase=phase)
     except OrderlakeError as exc:

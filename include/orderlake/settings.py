@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # bigger ones catch up faster (bench/results/speed-ab-max-offsets-400k); a live stream's
     # micro-batches stay small
     speed_max_offsets_per_trigger: int = Field(default=400_000, ge=1)
+    # how long the always-on speed layer waits before asking Kafka again after finding nothing
+    # new: Spark's 10 ms default made an idle platform ask 100 times a second, which kept the
+    # speed layer's JVM and the broker busy (a fifth of a core each) doing nothing; a line that
+    # arrives while the layer waits is counted up to this much later
+    speed_idle_poll_ms: int = Field(default=250, ge=10)
     # keys of counted purchases the speed layer keeps in its driver's Python memory for
     # de-duplication (about 230 bytes each; 500,000 is ~14 minutes of purchases at 10,000
     # events/s, 6% of them purchases); older duplicates are looked up in speed.purchases
