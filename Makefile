@@ -21,9 +21,9 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-speed-idle \
-        bench-batch bench-airflow bench-warm-spark bench-startup bench-scale soak perf-doc lint secrets-scan fmt \
-        typecheck clean
+        test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed \
+        bench-speed-idle bench-batch bench-airflow bench-warm-spark bench-startup bench-scale \
+        soak perf-doc lint secrets-scan fmt typecheck clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
