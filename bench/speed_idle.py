@@ -18,22 +18,27 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import psutil
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from bench.common import RESULTS_DIR, load_average, median, pct, provenance, write_results
-from bench.stack import Platform
+from bench.common import (
+    RESULTS_DIR,
+    load_average,
+    median,
+    pct,
+    provenance,
+    tree_cpu,
+    write_results,
+)
+from bench.stack import Platform, running_platform
 from orderlake import contracts, lake
 from orderlake.schemas import SPEED_PURCHASES_TABLE
-from tests.fixtures.stack import isolated_env, produce, settings_from
+from tests.fixtures.stack import produce
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,12 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def cpu_seconds(pid: int) -> float:
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        times = proc.cpu_times()
-        total += times.user + times.system
-    return total
+    """CPU seconds so far of the process and its descendants (the speed layer's JVM is a child
+    of its Python process)."""
+    by_pid: dict[int, float] = {}
+    tree_cpu(pid, by_pid)
+    return sum(by_pid.values())
 
 
 def counted_at(platform: Platform, event_ids: list[str]) -> dict[str, float]:
@@ -73,11 +77,11 @@ def counted_at(platform: Platform, event_ids: list[str]) -> dict[str, float]:
 
 
 def one_run(poll_ms: int, args: argparse.Namespace, run: int) -> dict:
-    home = Path(tempfile.mkdtemp(prefix="orderlake-bench-")) / "home"
-    env = {**isolated_env(home, hosts=1), "ORDERLAKE_SPEED_IDLE_POLL_MS": str(poll_ms)}
-    platform = Platform(env, settings_from(env))
-    try:
-        platform.cli("up", "--only", "kafka,streaming", timeout=300)
+    with running_platform(
+        hosts=1,
+        only="kafka,streaming",
+        settings={"ORDERLAKE_SPEED_IDLE_POLL_MS": str(poll_ms)},
+    ) as platform:
         bootstrap = platform.settings.bootstrap
         user = 7_000_000 + run
         produce(
@@ -119,9 +123,6 @@ def one_run(poll_ms: int, args: argparse.Namespace, run: int) -> dict:
                 "max": round(max(lateness), 3),
             },
         }
-    finally:
-        platform.cli("down", timeout=300)
-        shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def markdown(result: dict) -> str:

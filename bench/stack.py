@@ -68,17 +68,21 @@ class Platform:
 
 @contextmanager
 def running_platform(
-    hosts: int = 2, keep_home: bool = False, only: str | None = None
+    hosts: int = 2,
+    keep_home: bool = False,
+    only: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Platform]:
     """Start a platform in a fresh temp home; always `orderlake down` it. The home (spool,
     channels, Kafka log: gigabytes after a benchmark) is then deleted, unless an error happened
     or ``keep_home``.
 
     ``only`` (e.g. "kafka,flume") is passed as `up --only` when this CLI has that option;
-    otherwise every component starts.
+    otherwise every component starts. ``settings`` are ORDERLAKE_* variables the platform
+    runs with (a setting under test), on top of its own home and ports.
     """
     home = Path(tempfile.mkdtemp(prefix="orderlake-bench-")) / "home"
-    env = isolated_env(home, hosts=hosts)
+    env = {**isolated_env(home, hosts=hosts), **(settings or {})}
     platform = Platform(env, settings_from(env), keep_home)
     try:
         up = ["up"]
