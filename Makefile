@@ -22,8 +22,8 @@ GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
         test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed \
-        bench-speed-idle bench-batch bench-airflow bench-warm-spark bench-startup bench-scale \
-        soak perf-doc lint secrets-scan fmt typecheck clean
+        bench-speed-idle bench-rotation-ab bench-batch bench-airflow bench-warm-spark \
+        bench-startup bench-scale soak perf-doc lint secrets-scan fmt typecheck clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -104,6 +104,9 @@ bench-speed: setup ## append -> counted in the speed table: freshness, micro-bat
 
 bench-speed-idle: setup ## the speed layer's idle poll: an idle platform's CPU and a lone purchase's lateness at 10 and 250 ms, interleaved
 	$(PY) -m bench.speed_idle
+
+bench-rotation-ab: setup ## lines sent to Kafka again when log files rotate by rename: BASE=<rev> against this checkout, interleaved
+	$(PY) -m bench.rotation_ab --base $(or $(BASE),HEAD)
 
 bench-batch: setup ## bronze load rate, silver+gold rebuild at 1 M and 10 M events, one-day update, DuckDB peer
 	$(PY) -m bench.batch

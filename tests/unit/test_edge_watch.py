@@ -1,4 +1,5 @@
-"""The edge agent's watchdog: what TAILDIR can load, what is unread, when a source is stalled."""
+"""The edge agent's watchdog: what its tail source can load, what is unread, when a source is
+stalled."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ from orderlake.stack.edge import Position, SpoolFile, Watch
 GOOD = [{"inode": 11, "pos": 40, "file": "/spool/host-1/actions.log"}]
 
 
-def test_a_position_file_taildir_loads():
+def test_a_position_file_the_source_loads():
     positions, problems = edge.parse_positions(json.dumps(GOOD))
     assert positions == [Position(11, 40, "/spool/host-1/actions.log")] and problems == []
     assert edge.parse_positions("[]") == ([], [])
+    with_head = [{**GOOD[0], "head": "1c291ca3"}]  # the checksum of the file's first bytes
+    assert edge.parse_positions(json.dumps(with_head)) == (
+        [Position(11, 40, "/spool/host-1/actions.log", "1c291ca3")],
+        [],
+    )
 
 
-def test_an_empty_position_file_is_taildirs_own_and_loads():
-    """TAILDIR truncates the file and writes nothing while it tails no file (an empty spool):
-    that is not damage (the watchdog restarted agents in a loop on empty spools)."""
+def test_an_empty_position_file_loads():
+    """TAILDIR (the source of older releases) truncated the file and wrote nothing while it
+    tailed no file (an empty spool): that is not damage (the watchdog restarted agents in a loop
+    on empty spools)."""
     assert edge.parse_positions("") == ([], [])
     assert edge.parse_positions("\n") == ([], [])
 
@@ -54,23 +61,24 @@ def test_a_position_file_caught_mid_write_is_read_again_not_repaired(tmp_path: P
         ('[{"inode": 11, "pos": 40}]', "entry 0"),  # a field missing
         ('[{"inode": "11", "pos": 40, "file": "a"}]', "entry 0"),  # a wrong type
         ('[{"inode": 11, "pos": -1, "file": "a"}]', "entry 0"),
-        ('[{"inode": 11, "pos": 40, "file": "a", "extra": 1}]', "entry 0"),  # TAILDIR chokes
+        ('[{"inode": 11, "pos": 40, "file": "a", "extra": 1}]', "entry 0"),  # the source chokes
+        ('[{"inode": 11, "pos": 40, "file": "a", "head": 7}]', "entry 0"),
         ('[{"inode": 11, "pos": 40, "file": "a"}, 7]', "entry 1"),
     ],
 )
-def test_position_files_taildir_cannot_load(text, problem):
+def test_position_files_the_source_cannot_load(text, problem):
     _, problems = edge.parse_positions(text)
     assert problems and problem in problems[0]
 
 
-def test_unread_bytes_follow_taildirs_inode_and_path_keys():
+def test_unread_bytes_follow_the_sources_inode_keys():
     files = [
-        SpoolFile("/s/actions.log.1", 11, 100),  # renamed: its old entry no longer applies
+        SpoolFile("/s/actions.log.1", 11, 100),  # renamed since: its position still applies
         SpoolFile("/s/actions.log", 12, 50),
-        SpoolFile("/s/profiles.log", 13, 30),
+        SpoolFile("/s/profiles.log", 13, 30),  # no entry: read from its start
     ]
     positions = [Position(11, 100, "/s/actions.log"), Position(12, 20, "/s/actions.log")]
-    assert edge.unread_bytes(files, positions) == 100 + 30 + 30
+    assert edge.unread_bytes(files, positions) == 0 + 30 + 30
     assert edge.unread_bytes(files, [Position(12, 50, "/s/actions.log")]) == 100 + 0 + 30
 
 
@@ -108,11 +116,15 @@ def test_progress_an_empty_spool_or_a_full_channel_is_not_a_stall():
 
 def test_repair_keeps_the_loadable_entries_of_present_files(tmp_path: Path):
     path = tmp_path / "taildir-position.json"
-    entries = [*GOOD, {"inode": 99, "pos": 5, "file": "/gone"}, {"inode": 12}]
+    renamed = {"inode": 13, "pos": 9, "file": "/spool/host-1/actions.log", "head": "ab12"}
+    entries = [*GOOD, {"inode": 99, "pos": 5, "file": "/gone"}, {"inode": 12}, renamed]
     path.write_text(json.dumps(entries))
-    files = [SpoolFile("/spool/host-1/actions.log", 11, 100)]
+    files = [
+        SpoolFile("/spool/host-1/actions.log", 11, 100),
+        SpoolFile("/spool/host-1/actions.log.1", 13, 9),  # renamed: known by its inode
+    ]
     aside, kept = edge.repair_positions(path, files, now=1_000.0)
-    assert kept == 1 and aside.name == "taildir-position.json.corrupt-1000"
+    assert kept == 2 and aside.name == "taildir-position.json.corrupt-1000"
     assert json.loads(aside.read_text()) == entries
-    assert json.loads(path.read_text()) == GOOD
+    assert json.loads(path.read_text()) == [*GOOD, renamed]
     assert edge.parse_positions(path.read_text())[1] == []

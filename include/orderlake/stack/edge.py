@@ -2,13 +2,13 @@
 
     python -m orderlake.stack.edge host-1       (the program `flume-edge-host-1` runs this)
 
-Flume's TAILDIR source can stop while its JVM, its channel and its monitoring page look fine:
-a position file that parses but has a wrong or missing field makes the source fail at every
-start, and nothing else says so. This wrapper runs the agent's JVM as its child and every few
-seconds compares the host's spool files (every generation TAILDIR tails) with the positions
-the source has recorded:
+The agent's tail source (InodeTailSource, jvm/flume) can stop while its JVM, its channel and
+its monitoring page look fine: a position file that parses but has a wrong or missing field
+makes the source fail at every start, and nothing else says so. This wrapper runs the agent's
+JVM as its child and every few seconds compares the host's spool files (every generation the
+source tails) with the positions the source has recorded:
 
-- a position file the source cannot load (not a JSON list of {inode, pos, file}) is moved
+- a position file the source cannot load (not a JSON list of {inode, pos, file[, head]}) is moved
   aside (``<file>.corrupt-<time>``, kept for a look), its valid entries are written back, and
   the agent restarts: files that lost their entry are read again from their start, which gives
   duplicates (removed downstream by event_id), never a gap;
@@ -55,18 +55,17 @@ class Position:
     inode: int
     pos: int
     file: str
+    head: str | None = None  # the source's checksum of the file's first bytes
 
 
 def parse_positions(text: str) -> tuple[list[Position], list[str]]:
-    """A TAILDIR position file -> (the entries TAILDIR can load, what is wrong with the others).
+    """A position file -> (the entries the source can load, what is wrong with the others).
 
-    TAILDIR loads a JSON list of objects with exactly a long ``inode``, a long ``pos`` and a
-    string ``file``; one bad entry, or a file that is not such a list, makes it fail as a
-    whole. Problems are one short phrase each; an empty list of problems means it loads.
-
-    An empty file is TAILDIR's own: it rewrites the file every interval by truncating it and
-    writing the entries, nothing while it tails no file (an empty spool), and loads an empty
-    file as no positions.
+    The source loads a JSON list of objects with exactly a long ``inode``, a long ``pos``, a
+    string ``file`` and optionally a string ``head`` (a checksum of the file's first bytes);
+    one bad entry, or a file that is not such a list, stops it from starting. Problems are one
+    short phrase each; an empty list of problems means it loads. An empty file loads as no
+    positions (a TAILDIR agent of older releases left one when it tailed no file).
     """
     if not text.strip():
         return [], []
@@ -80,12 +79,14 @@ def parse_positions(text: str) -> tuple[list[Position], list[str]]:
     for i, entry in enumerate(doc):
         fields = entry if isinstance(entry, dict) else {}
         ok = (
-            set(fields) == {"inode", "pos", "file"}
+            {"inode", "pos", "file"} <= set(fields) <= {"inode", "pos", "file", "head"}
             and all(type(fields[k]) is int and fields[k] >= 0 for k in ("inode", "pos"))
             and isinstance(fields["file"], str)
+            and isinstance(fields.get("head", ""), str)
         )
         if ok:
-            good.append(Position(fields["inode"], fields["pos"], fields["file"]))
+            head = fields.get("head")
+            good.append(Position(fields["inode"], fields["pos"], fields["file"], head))
         else:
             problems.append(f"entry {i} is {json.dumps(entry)[:120]}")
     return good, problems
@@ -100,11 +101,11 @@ class SpoolFile:
 
 def unread_bytes(files: list[SpoolFile], positions: list[Position]) -> int:
     """Bytes of complete lines in the tailed files beyond what the source recorded as read: a
-    file is known to TAILDIR by (inode, path); one it has no entry for is read from its start.
-    ``SpoolFile.size`` ends at the file's last newline (a line still being written is not
-    there to read yet)."""
-    read = {(p.inode, p.file): p.pos for p in positions}
-    return sum(max(0, f.size - read.get((f.inode, f.path), 0)) for f in files)
+    file is known to the source by its inode (a renamed file keeps its position); one it has no
+    entry for is read from its start. ``SpoolFile.size`` ends at the file's last newline (a
+    line still being written is not there to read yet)."""
+    read = {p.inode: p.pos for p in positions}
+    return sum(max(0, f.size - read.get(f.inode, 0)) for f in files)
 
 
 def complete_size(path: Path, size: int, start: int, chunk: int = 65_536) -> int:
@@ -172,17 +173,17 @@ def read_health(settings: Settings, agent: str) -> dict[str, Any]:
 
 
 def spool_files(settings: Settings, agent: str, positions: list[Position]) -> list[SpoolFile]:
-    """The files the agent tails, as TAILDIR names them (absolute paths), each sized up to its
-    last complete line."""
+    """The files the agent tails, as the source names them (absolute paths), each sized up to
+    its last complete line."""
     directory = settings.spool_dir / agent
-    read = {(p.inode, p.file): p.pos for p in positions}
+    read = {p.inode: p.pos for p in positions}
     found = []
     for name in TAILED:
         for path in generations(directory, name) if directory.is_dir() else []:
             try:
                 stat = path.stat()
                 where = str(path.absolute())
-                start = min(read.get((stat.st_ino, where), 0), stat.st_size)
+                start = min(read.get(stat.st_ino, 0), stat.st_size)
                 size = complete_size(path, stat.st_size, start)
             except FileNotFoundError:  # rotated or removed meanwhile: next check sees it
                 continue
@@ -191,15 +192,18 @@ def spool_files(settings: Settings, agent: str, positions: list[Position]) -> li
 
 
 def repair_positions(path: Path, files: list[SpoolFile], now: float) -> tuple[Path, int]:
-    """Move a position file TAILDIR cannot load aside; write back its loadable entries that
-    still name a present file (they keep their place; every other file is read again from its
-    start). Returns (where the old file went, entries kept)."""
+    """Move a position file the source cannot load aside; write back its loadable entries
+    that still name a present file (they keep their place; every other file is read again from
+    its start). Returns (where the old file went, entries kept)."""
     good, _ = parse_positions(path.read_text(errors="replace"))
-    present = {(f.inode, f.path) for f in files}
-    kept = [p for p in good if (p.inode, p.file) in present]
+    present = {f.inode for f in files}
+    kept = [p for p in good if p.inode in present]
     aside = path.with_name(f"{path.name}.corrupt-{int(now)}")
     path.rename(aside)
-    text = json.dumps([{"inode": p.inode, "pos": p.pos, "file": p.file} for p in kept])
+    text = json.dumps([
+        {"inode": p.inode, "pos": p.pos, "file": p.file, **({"head": p.head} if p.head else {})}
+        for p in kept
+    ])  # fmt: skip
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
@@ -270,7 +274,7 @@ class EdgeAgent:
         positions, problems = read
         files = spool_files(self.settings, self.agent, positions)
         if problems:
-            # TAILDIR writes the file only while its source runs: stop it before touching it
+            # the source writes the file only while it runs: stop it before touching it
             self.stop_child()
             aside, kept = repair_positions(path, files, time.time())
             self.restart(
@@ -299,9 +303,10 @@ class EdgeAgent:
     def read_positions(path: Path) -> tuple[list[Position], list[str]] | None:
         """The position file's entries and problems, or None while it is being written.
 
-        TAILDIR rewrites the file in place (truncate, then write), so a read can land between
-        the two: a file with problems is read again a moment later and counts as damaged only
-        if it stayed the same."""
+        The source replaces the file whole (by rename), but a writer of another kind (an agent
+        of an older release rewrote it in place: truncate, then write) can be read between two
+        steps: a file with problems is read again a moment later and counts as damaged only if
+        it stayed the same."""
 
         def read() -> str:
             return path.read_text(errors="replace") if path.exists() else "[]"

@@ -1,6 +1,6 @@
 """Flume agents: configuration files rendered from flume_conf/ templates, command lines, metrics.
 
-Two tiers as in the paper's figure 2: one edge agent per host (TAILDIR -> file channel -> Avro)
+Two tiers as in the paper's figure 2: one edge agent per host (tail source -> file channel -> Avro)
 and one collector (Avro -> one Kafka channel per topic). Each agent serves Flume's HTTP
 monitoring JSON, which `orderlake status` reads for channel fill and event counts.
 """

@@ -8,10 +8,9 @@
   waits in memory for long, even when the caller goes idle,
 - rotation by rename to a generation number that is never used again (``actions.log`` ->
   ``actions.log.1``, the next rotation -> ``actions.log.2``, ...; older files are never renamed a
-  second time), never copy-truncate: the edge agents tail every generation, so lines a stopped
-  or slow agent has not read yet are read later wherever they are, and each rotated line is read
-  at most once more (Flume TAILDIR reads a file again from its start after a rename; the
-  duplicates are removed downstream by event_id),
+  second time), never copy-truncate: the edge agents tail every generation by inode, so lines a
+  stopped or slow agent has not read yet are read later wherever they are, and a renamed file is
+  read on from where it was,
 - a per-(host, file) sequence number kept in ``<spool>/<host>/.seq.json``, so repeated runs into the
   same spool continue numbering and generated event ids never repeat, not even after a crash.
 
@@ -277,9 +276,10 @@ class SpoolWriter:
         current = directory / name
         if not current.exists():
             return
-        # A number is never used twice, not even after its file was shipped and deleted: Flume
-        # TAILDIR keys positions by (inode, path), and a new file under an old name that got a
-        # recycled inode would be taken for the old one and its first bytes skipped.
+        # A number is never used twice, not even after its file was shipped and deleted: a
+        # reader that keys positions by (inode, path), as Flume's TAILDIR does, would take a new
+        # file under an old name that got a recycled inode for the old one and skip its first
+        # bytes.
         counter = _ROTATIONS.format(name=name)
         numbers = [
             self._seq[host].get(counter, 0),
