@@ -13,6 +13,8 @@ import os
 import platform as py_platform
 import re
 import subprocess
+import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -96,6 +98,37 @@ def base_worktree(revision: str, where: Path) -> Path:
     for target in sorted(PROJECT_ROOT.glob("jvm/*/target")):
         (tree / target.relative_to(PROJECT_ROOT)).symlink_to(target)
     return tree
+
+
+def interleaved_sides(
+    base: str, script: Path, args: list[str], rounds: int
+) -> dict[str, list[dict]]:
+    """An A/B benchmark's runs: ``script --one-side ARGS`` once per side per round, base then
+    work, one at a time, each in its own process on its side's code (a worktree of ``base``,
+    and this checkout); each run's last stdout line is its JSON result."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"orderlake-{script.stem}-"))
+    sides = {"base": base_worktree(base, scratch), "work": PROJECT_ROOT}
+    runs: dict[str, list[dict]] = {"base": [], "work": []}
+    try:
+        for round_no in range(rounds):
+            for side, root in sides.items():
+                done = subprocess.run(
+                    [sys.executable, str(script.resolve()), "--one-side", *args],
+                    env={**os.environ, "PYTHONPATH": f"{root}:{root / 'include'}"},
+                    cwd=root,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                runs[side].append(json.loads(done.stdout.splitlines()[-1]))
+                print(f"round {round_no} {side}: {runs[side][-1]}", flush=True)
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(sides["base"])],
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
+    return runs
 
 
 # --- figures ------------------------------------------------------------------------------------

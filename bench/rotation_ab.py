@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,35 +75,14 @@ def one_side(events: int, rate: float, rotate_mb: float) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from bench.common import base_worktree, git, provenance
-    from orderlake.settings import PROJECT_ROOT
+    from bench.common import git, interleaved_sides, load_average, provenance
 
-    started = datetime.now(UTC)
-    scratch = Path(tempfile.mkdtemp(prefix="orderlake-rotation-ab-"))
-    sides = {"base": base_worktree(args.base, scratch), "work": PROJECT_ROOT}
-    runs: dict[str, list[dict]] = {"base": [], "work": []}
-    load_before = os.getloadavg()
-    try:
-        for round_no in range(args.rounds):
-            for side, root in sides.items():
-                env = {**os.environ, "PYTHONPATH": f"{root}:{root / 'include'}"}
-                one = [sys.executable, str(Path(__file__).resolve()), "--one-side"]
-                one += ["--events", str(args.events), "--rate", str(args.rate)]
-                one += ["--rotate-mb", str(args.rotate_mb)]
-                done = subprocess.run(
-                    one, env=env, cwd=root, check=True, capture_output=True, text=True
-                )
-                result = json.loads(done.stdout.splitlines()[-1])
-                runs[side].append(result)
-                print(f"round {round_no} {side}: {result}", flush=True)
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(sides["base"])],
-            cwd=PROJECT_ROOT,
-            check=False,
-        )
+    started, load_before = datetime.now(UTC), load_average()
+    one = ["--events", str(args.events), "--rate", str(args.rate)]
+    runs = interleaved_sides(args.base, Path(__file__), [*one, "--rotate-mb", str(args.rotate_mb)],
+                             args.rounds)  # fmt: skip
     return {
-        **provenance("rotation-ab", started, [round(x, 2) for x in load_before]),
+        **provenance("rotation-ab", started, load_before),
         "base": {"revision": args.base, "commit": git("rev-parse", args.base)},
         "params": {"events": args.events, "rate": args.rate, "rotate_mb": args.rotate_mb},
         "runs": runs,

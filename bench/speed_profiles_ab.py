@@ -20,8 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,34 +104,13 @@ def summarize(batches: list[dict]) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from bench.common import base_worktree, code_state, git, load_average, machine_info
-    from orderlake.settings import PROJECT_ROOT
+    from bench.common import code_state, git, interleaved_sides, load_average, machine_info
 
-    scratch = Path(tempfile.mkdtemp(prefix="orderlake-profiles-ab-"))
-    sides = {"base": base_worktree(args.base, scratch), "work": PROJECT_ROOT}
-    runs: dict[str, list[dict]] = {"base": [], "work": []}
     load_before = load_average()
-    try:
-        for round_no in range(args.rounds):
-            for side, root in sides.items():
-                env = {**os.environ, "PYTHONPATH": f"{root}:{root / 'include'}"}
-                done = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--one-side"],
-                    env=env,
-                    cwd=root,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                result = summarize(json.loads(done.stdout.splitlines()[-1]))
-                runs[side].append(result)
-                print(f"round {round_no} {side}: {result}", flush=True)
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", str(sides["base"])],
-            cwd=PROJECT_ROOT,
-            check=False,
-        )
+    runs = {
+        side: [summarize(r) for r in side_runs]
+        for side, side_runs in interleaved_sides(args.base, Path(__file__), [], args.rounds).items()
+    }
     figures = ("batch_ms", *STEPS)
     summary = {
         side: {

@@ -41,9 +41,9 @@ def properties(text: str) -> dict[str, str]:
 
 def test_edge_agent_tails_its_host_spool_and_routes_by_topic_header(settings):
     conf = properties(flume.render(settings, "host-2"))
-    assert conf["host_2.sources.tail.type"] == "TAILDIR"
+    assert conf["host_2.sources.tail.type"] == "org.orderlake.flume.InodeTailSource"
     for group, name in (("actions", "actions.log"), ("profiles", "profiles.log")):
-        # Java properties read a doubled backslash as one; TAILDIR matches file names in the dir
+        # Java properties read a doubled backslash as one; the source matches file names in the dir
         directory, _, pattern = conf[f"host_2.sources.tail.filegroups.{group}"].rpartition("/")
         assert directory == f"{settings.spool_dir}/host-2"
         regex = re.compile(pattern.replace("\\\\", "\\"))
