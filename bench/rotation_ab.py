@@ -25,15 +25,20 @@ TIMEOUT_S = 600.0
 
 def _spool_lines(spool: Path) -> int:
     """Lines in every generation of every host's actions.log and profiles.log."""
-    return sum(
-        path.read_bytes().count(b"\n")
-        for pattern in ("host-*/actions.log*", "host-*/profiles.log*")
-        for path in spool.glob(pattern)
-    )
+    from bench.common import spool_files
+    from orderlake import contracts
+
+    names = (contracts.ACTIONS_FILE, contracts.PROFILES_FILE)
+    return sum(p.read_bytes().count(b"\n") for name in names for p in spool_files(spool, name))
 
 
 def _rotations(spool: Path) -> int:
-    return sum(1 for _ in spool.glob("host-*/actions.log.*"))
+    """Rotated generations of actions.log over every host."""
+    from bench.common import spool_files
+    from orderlake import contracts
+
+    name = contracts.ACTIONS_FILE
+    return sum(1 for p in spool_files(spool, name) if p.name != name)
 
 
 def one_side(events: int, rate: float, rotate_mb: float) -> dict:

@@ -484,8 +484,11 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
     }
   }
 
-  /** Saves every tailed file's position, and saved ones not seen yet, atomically (by rename). */
-  synchronized void writePositions() throws IOException {
+  /**
+   * Saves every tailed file's position, and saved ones not seen yet, atomically (by rename). Only
+   * the runner's thread calls it, and stop() once that thread has ended: no lock needed.
+   */
+  void writePositions() throws IOException {
     if (!loaded) {
       return;
     }
