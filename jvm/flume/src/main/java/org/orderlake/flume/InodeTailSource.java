@@ -78,6 +78,9 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
   private static final Logger LOG = LoggerFactory.getLogger(InodeTailSource.class);
   static final int HEAD_BYTES = 256;
   private static final int CHUNK_BYTES = 64 * 1024;
+  private static final int FORGET_AFTER = 3; // scans in a row without a file: it is gone
+  // headOf's answer when a name no longer points to the inode: compared by identity
+  private static final String MOVED = new String("moved");
 
   /** A file group: a directory and the pattern its files' names match. */
   record Group(String name, Path dir, Pattern fileName, Map<String, String> headers) {}
@@ -89,6 +92,7 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
     Path path;
     long pos;
     String head; // CRC-32 of the first min(pos, HEAD_BYTES) bytes; null before any is read
+    int missed; // scans in a row that did not list it
 
     Tailed(long inode, Group group, Path path, long pos, String head) {
       this.inode = inode;
@@ -248,35 +252,63 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
           } catch (NoSuchFileException e) {
             continue; // renamed or removed meanwhile: the next scan sees it
           }
+          if (!present.add(inode)) {
+            continue;
+          }
           Tailed file = track(inode, group, path.toAbsolutePath());
-          if (file != null && present.add(inode)) {
+          if (file != null) {
             found.add(file);
             modified.put(file, mtime);
           }
         }
       }
     }
-    tailed.keySet().retainAll(present);
-    saved.clear(); // entries whose file was not found: gone since (TAILDIR drops them too)
+    // a directory listing can miss a file being renamed: forget one only when several missed it
+    tailed.values()
+        .removeIf(file -> !present.contains(file.inode) && ++file.missed >= FORGET_AFTER);
+    for (long inode : present) {
+      Tailed file = tailed.get(inode);
+      if (file != null) {
+        file.missed = 0;
+      }
+    }
+    saved.keySet().retainAll(present); // files not found: gone since (TAILDIR drops them too)
     found.sort(Comparator.comparingLong(modified::get));
     return found;
   }
 
+  /**
+   * The file of this inode, tracked from now on under this path; null when the name no longer
+   * points to the inode (renamed again since the scan listed it): the next scan looks again.
+   */
   private Tailed track(long inode, Group group, Path path) throws IOException {
     Tailed file = tailed.get(inode);
     if (file == null) {
-      Saved entry = saved.remove(inode);
-      file = new Tailed(inode, group, path, 0, null);
-      if (entry != null
-          && (entry.head() != null ? sameHead(path, entry.pos(), entry.head())
-              : entry.file().equals(path.toString()))) {
-        file.pos = entry.pos();
-        file.head = entry.head() != null ? entry.head() : head(path, entry.pos());
+      Saved entry = saved.get(inode);
+      long pos = 0;
+      String head = null;
+      if (entry != null) {
+        String now = headOf(path, inode, entry.pos());
+        if (now == MOVED) {
+          return null;
+        }
+        saved.remove(inode);
+        boolean same = entry.head() != null ? entry.head().equals(now)
+            : entry.file().equals(path.toString());
+        if (same) {
+          pos = entry.pos();
+          head = now;
+        }
       }
+      file = new Tailed(inode, group, path, pos, head);
       LOG.info("{}: tailing {} (inode {}) from {}", getName(), path, inode, file.pos);
       tailed.put(inode, file);
     } else if (!file.path.equals(path)) {
-      if (file.pos > 0 && !sameHead(path, file.pos, file.head)) {
+      String now = headOf(path, inode, file.pos);
+      if (now == MOVED) {
+        return null;
+      }
+      if (file.head == null ? now != null : !file.head.equals(now)) {
         LOG.info("{}: {} reuses inode {} of a file gone since: read from its start",
             getName(), path, inode);
         file = new Tailed(inode, group, path, 0, null);
@@ -295,29 +327,27 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
    * as one transaction; the position advances only after the put. Returns the lines sent.
    */
   int sendBatch(Tailed file) throws IOException {
-    long size;
-    try {
-      size = Files.size(file.path);
-    } catch (NoSuchFileException e) {
-      return 0;
-    }
-    if (size < file.pos) {
-      LOG.info("{}: {} is shorter than its position {}: truncated, read again "
-          + "from its start", getName(), file.path, file.pos);
-      file.pos = 0;
-      file.head = null;
-    }
-    if (size == file.pos) {
-      return 0;
-    }
     List<byte[]> lines = new ArrayList<>();
     long end;
+    String head;
     try (FileChannel channel = FileChannel.open(file.path, StandardOpenOption.READ)) {
-      // the name may point to another file since the scan (a rotation): read only our inode
+      // the name may point to another file since the scan (a rotation): read only our inode, and
+      // take sizes and the head from this open file, never by name again
       if ((long) Files.getAttribute(file.path, "unix:ino") != file.inode) {
         return 0;
       }
+      long size = channel.size();
+      if (size < file.pos) {
+        LOG.info("{}: {} is shorter than its position {}: truncated, read again from its start",
+            getName(), file.path, file.pos);
+        file.pos = 0;
+        file.head = null;
+      }
+      if (size == file.pos) {
+        return 0;
+      }
       end = readLines(channel, file.pos, batchSize, lines);
+      head = file.pos < HEAD_BYTES ? head(channel, end) : file.head;
     } catch (NoSuchFileException e) {
       return 0;
     }
@@ -337,11 +367,8 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
     getChannelProcessor().processEventBatch(events);
     counter.incrementAppendBatchAcceptedCount();
     counter.addToEventAcceptedCount(events.size());
-    long before = file.pos;
     file.pos = end;
-    if (before < HEAD_BYTES) {
-      file.head = head(file.path, end);
-    }
+    file.head = head;
     return events.size();
   }
 
@@ -386,32 +413,32 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
   }
 
   /** CRC-32 (hex) of the file's first min(pos, HEAD_BYTES) bytes; null when pos is 0. */
-  static String head(Path path, long pos) throws IOException {
+  static String head(FileChannel channel, long pos) throws IOException {
     int n = (int) Math.min(pos, HEAD_BYTES);
     if (n == 0) {
       return null;
     }
-    byte[] bytes = new byte[n];
-    try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
-      ByteBuffer buffer = ByteBuffer.wrap(bytes);
-      while (buffer.hasRemaining() && channel.read(buffer, buffer.position()) > 0) {
-        // read until full or end of file
-      }
-      if (buffer.hasRemaining()) {
-        return "short"; // fewer bytes than were read before: not the same file
-      }
+    ByteBuffer buffer = ByteBuffer.allocate(n);
+    while (buffer.hasRemaining() && channel.read(buffer, buffer.position()) > 0) {
+      // read until full or end of file
+    }
+    if (buffer.hasRemaining()) {
+      return "short"; // fewer bytes than were read before: not the same file
     }
     CRC32 crc = new CRC32();
-    crc.update(bytes);
+    crc.update(buffer.array());
     return Long.toHexString(crc.getValue());
   }
 
-  private static boolean sameHead(Path path, long pos, String head) throws IOException {
-    try {
-      String now = head(path, pos);
-      return head == null ? now == null : head.equals(now);
+  /** The head of the file named path if that still is the inode; MOVED when it is not. */
+  private static String headOf(Path path, long inode, long pos) throws IOException {
+    try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ)) {
+      if ((long) Files.getAttribute(path, "unix:ino") != inode) {
+        return MOVED;
+      }
+      return head(channel, pos);
     } catch (NoSuchFileException e) {
-      return false;
+      return MOVED;
     }
   }
 
