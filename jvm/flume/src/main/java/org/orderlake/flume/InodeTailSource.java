@@ -24,6 +24,7 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -264,12 +265,12 @@ public final class InodeTailSource extends AbstractPollableSource implements Bat
       }
     }
     // a directory listing can miss a file being renamed: forget one only when several missed it
-    tailed.values()
-        .removeIf(file -> !present.contains(file.inode) && ++file.missed >= FORGET_AFTER);
-    for (long inode : present) {
-      Tailed file = tailed.get(inode);
-      if (file != null) {
+    for (Iterator<Tailed> it = tailed.values().iterator(); it.hasNext(); ) {
+      Tailed file = it.next();
+      if (present.contains(file.inode)) {
         file.missed = 0;
+      } else if (++file.missed >= FORGET_AFTER) {
+        it.remove();
       }
     }
     saved.keySet().retainAll(present); // files not found: gone since (TAILDIR drops them too)
