@@ -66,6 +66,8 @@ COPY expectations expectations
 COPY flume_conf flume_conf
 COPY data data
 COPY Makefile ./
+# each JVM program's class-data archive: one start of it, mapped by every later start
+RUN python -m orderlake.stack.jvm_archives
 
 # Processes run as an unprivileged user that owns only ORDERLAKE_HOME; the code stays read-only.
 # The folders exist in the image so named volumes mounted on them start with this ownership.

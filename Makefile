@@ -13,6 +13,9 @@ PYTEST_ARGS ?=
 # stamps make `make setup` idempotent and quick when nothing changed
 PY_STAMP    := $(VENV)/.installed
 JVM_STAMPS  := jvm/kafka/target/.resolved jvm/flume/target/.resolved jvm/spark/target/.resolved
+# each JVM program's class-data archive (orderlake.stack.jvm_archives): made again when its jars
+# (or, for Spark, pyspark's) change
+CLASS_ARCHIVES := jvm/kafka/target/classes.jsa jvm/flume/target/classes.jsa jvm/spark/target/classes.jsa
 # docker-compose.yaml read by compose's own loader (orderlake.cluster.compose); rebuilt when its
 # sources change, so the binary is its own stamp
 COMPOSE_CONFIG := tools/compose-config/compose-config
@@ -29,7 +32,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-setup: system-packages $(PY_STAMP) $(JVM_STAMPS) $(COMPOSE_CONFIG) ## install everything (idempotent): Debian packages, .venv, JVM jars, compose loader
+setup: system-packages $(PY_STAMP) $(JVM_STAMPS) $(CLASS_ARCHIVES) $(COMPOSE_CONFIG) ## install everything (idempotent): Debian packages, .venv, JVM jars and class archives, compose loader
 
 system-packages: ## install Java 17, Maven, Chromium (dashboard tests), iproute2 and PostgreSQL (cluster mode) from Debian when missing
 	@missing=""; \
@@ -56,6 +59,10 @@ jvm/%/target/.resolved: jvm/%/pom.xml $$(shell find jvm/$$*/src -type f 2>/dev/n
 	@rm -rf jvm/$*/target/lib
 	cd jvm/$* && $(MVN) package dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=target/lib
 	@touch $@
+
+jvm/%/target/classes.jsa: jvm/%/target/.resolved $(PY_STAMP)
+	@echo "dumping the $* class archive (one start of it)"
+	@$(PY) -m orderlake.stack.jvm_archives $*
 
 $(COMPOSE_CONFIG): tools/compose-config/main.go tools/compose-config/go.mod tools/compose-config/go.sum
 	@command -v go >/dev/null || { echo "Go 1.24 or newer is needed to build $@ (https://go.dev/dl/)"; exit 1; }

@@ -2,6 +2,11 @@
 
 ``make setup`` resolves each POM under jvm/<program>/ into jvm/<program>/target/lib; the three
 never share a classpath. Missing pieces raise OrderlakeError naming the command that fixes them.
+
+``make setup`` also dumps a class-data archive per program (stack/jvm_archives.py): the classes
+one start of it loaded, already parsed and verified, which every later JVM of that program maps
+instead of loading them again from the jars. The platform starts many short- and long-lived
+JVMs on two cores, and class loading is a large share of each start.
 """
 
 from __future__ import annotations
@@ -45,6 +50,20 @@ def classpath(program: str) -> str:
             raise OrderlakeError(f"{own} is missing; run `make setup` to build it with Maven.")
         entries.append(str(own))
     return os.pathsep.join(entries)
+
+
+def class_archive(program: str) -> Path:
+    """Where ``make setup`` keeps the program's class-data archive ('kafka', 'flume', 'spark')."""
+    return JVM_DIR / program / "target" / "classes.jsa"
+
+
+def class_archive_options(program: str) -> list[str]:
+    """JVM options mapping the program's class archive, when ``make setup`` made one. The JVM
+    checks the archive against its own build and the classpath (jar sizes and times) and, on any
+    mismatch, loads every class from the jars as if no archive were given; archives are only
+    ever renamed into place whole (a torn one would crash the JVM)."""
+    archive = class_archive(program)
+    return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
 
 
 def java_executable(java_home: Path | None = None) -> str:

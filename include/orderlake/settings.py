@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     flume_collector_port: int = 41414
     flume_monitor_port: int = 34545  # collector; edge host-N uses this + N
     flume_heap: str = "256m"
+    # an edge agent whose source reads nothing for this long while its spool holds unread lines
+    # is restarted by its watchdog (stack/edge.py)
+    edge_stall_s: float = Field(default=30.0, gt=0)
 
     # Spark: the warm Spark Connect server every batch job and query attaches to (the `spark`
     # component), and the master its driver and the speed layer's run on

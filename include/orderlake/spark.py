@@ -110,10 +110,20 @@ def session_conf(settings: Settings, driver_memory: str) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # -XX:-DontCompileHugeMethods: Spark's generated code for the contract parse is one
         # method over HotSpot's 8,000-byte JIT limit, which otherwise runs interpreted
-        "spark.driver.extraJavaOptions": (
-            f"-Dlog4j2.configurationFile=file:{log4j} -XX:-DontCompileHugeMethods"
+        "spark.driver.extraJavaOptions": " ".join(
+            [
+                f"-Dlog4j2.configurationFile=file:{log4j}",
+                "-XX:-DontCompileHugeMethods",
+                *jvm.class_archive_options("spark"),
+            ]
         ),
         "spark.local.dir": str(settings.home / "spark-tmp"),
+        # a cluster's executors start from the same jars as the driver (jvm.class_archive)
+        **(
+            {"spark.executor.extraJavaOptions": " ".join(jvm.class_archive_options("spark"))}
+            if jvm.class_archive_options("spark")
+            else {}
+        ),
     }
 
 

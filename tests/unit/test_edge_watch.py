@@ -13,6 +13,8 @@ import pytest
 from orderlake.stack import edge
 from orderlake.stack.edge import Position, SpoolFile, Watch
 
+STALL_S = 30.0  # the default ORDERLAKE_EDGE_STALL_S
+
 GOOD = [{"inode": 11, "pos": 40, "file": "/spool/host-1/actions.log"}]
 
 
@@ -95,23 +97,23 @@ def test_a_line_still_being_written_is_not_unread(tmp_path: Path):
 
 def test_a_source_is_stalled_only_after_it_read_nothing_for_a_while_with_bytes_waiting():
     positions = [Position(1, 10, "/s/actions.log")]
-    watch = Watch()
+    watch = Watch(STALL_S)
     assert watch.assess(0.0, positions, 5, unread=500, channel_fill=0.0) is None
-    assert watch.assess(edge.STALL_S - 1, positions, 5, unread=500, channel_fill=0.0) is None
-    reason = watch.assess(edge.STALL_S + 1, positions, 5, unread=500, channel_fill=0.0)
+    assert watch.assess(STALL_S - 1, positions, 5, unread=500, channel_fill=0.0) is None
+    reason = watch.assess(STALL_S + 1, positions, 5, unread=500, channel_fill=0.0)
     assert reason and "read nothing" in reason and "500 bytes" in reason
 
 
 def test_progress_an_empty_spool_or_a_full_channel_is_not_a_stall():
     positions = [Position(1, 10, "/s/actions.log")]
     moved = [Position(1, 20, "/s/actions.log")]
-    watch = Watch()
+    watch = Watch(STALL_S)
     watch.assess(0.0, positions, 5, unread=500, channel_fill=0.0)
     assert watch.assess(100.0, moved, 5, unread=490, channel_fill=0.0) is None  # moved
     assert watch.assess(200.0, moved, 6, unread=490, channel_fill=0.0) is None  # accepted more
     assert watch.assess(300.0, moved, 6, unread=0, channel_fill=0.0) is None  # nothing to read
     assert watch.assess(400.0, moved, 6, unread=5, channel_fill=99.0) is None  # back-pressure
-    assert watch.assess(400.0 + edge.STALL_S - 1, moved, 6, unread=5, channel_fill=0.0) is None
+    assert watch.assess(400.0 + STALL_S - 1, moved, 6, unread=5, channel_fill=0.0) is None
 
 
 def test_repair_keeps_the_loadable_entries_of_present_files(tmp_path: Path):

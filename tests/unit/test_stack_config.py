@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orderlake import contracts, kafka_admin, supervised
+from orderlake import contracts, jvm, kafka_admin, supervised
 from orderlake.cli import format_status
 from orderlake.errors import OrderlakeError, UsageError
 from orderlake.jvm import _artifact
@@ -216,6 +216,24 @@ def test_bad_environment_value_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("ORDERLAKE_KAFKA_PORT", "ninety")
     with pytest.raises(UsageError, match="ORDERLAKE_KAFKA_PORT='ninety' is not valid"):
         Settings.from_env()
+
+
+def test_jvms_map_their_programs_class_archive_only_once_setup_made_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(jvm, "JVM_DIR", tmp_path)
+    assert jvm.class_archive_options("kafka") == []
+    archive = tmp_path / "kafka" / "target" / "classes.jsa"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"dumped by make setup")
+    assert jvm.class_archive_options("kafka") == [f"-XX:SharedArchiveFile={archive}"]
+    assert jvm.class_archive_options("flume") == []  # each program has its own classpath
+
+
+def test_jvm_archives_refuses_an_unknown_program_in_one_sentence(capsys):
+    from orderlake.stack import jvm_archives
+
+    assert jvm_archives.main(["zookeeper"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "Unknown program zookeeper; choose from kafka, flume, spark."
 
 
 def test_jar_artifact_names():

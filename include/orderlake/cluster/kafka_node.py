@@ -179,7 +179,8 @@ def prepare(
     write_private(config, properties(env, data_dir, secrets_dir))
     (config.parent / "log4j2.properties").write_text(LOG4J2)
     data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [jvm.java_executable(java_home), "-Xmx256m", "-cp", jvm.classpath("kafka")]
+    cmd = [jvm.java_executable(java_home), "-Xmx256m", *jvm.class_archive_options("kafka")]
+    cmd += ["-cp", jvm.classpath("kafka")]
     cmd += ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)]
     cmd.append("--ignore-formatted")
     for name, password in scram_users.items():
@@ -219,6 +220,7 @@ def command(
         *perf,
         f"-Dlog4j2.configurationFile={config.parent / 'log4j2.properties'}",
         *opts,
+        *jvm.class_archive_options("kafka"),
         "-cp",
         jvm.classpath("kafka"),
         "kafka.Kafka",

@@ -13,8 +13,8 @@ source tails) with the positions the source has recorded:
   the agent restarts: files that lost their entry are read again from their start, which gives
   duplicates (removed downstream by event_id), never a gap;
 - bytes waiting in the files while neither the positions nor the source's accepted count move
-  for ``STALL_S``, with room in the channel (a full channel is back-pressure, not a stall),
-  restart the agent;
+  for ``ORDERLAKE_EDGE_STALL_S`` (30 s), with room in the channel (a full channel is
+  back-pressure, not a stall), restart the agent;
 - the JVM exiting ends this process with its exit code, and the supervisor (supervisord, a
   container runtime) starts both again.
 
@@ -43,7 +43,6 @@ from orderlake.workload.spool import generations
 
 CHECK_S = 2.0
 TORN_READ_S = 0.3  # a position file that changed within this is being written, not damaged
-STALL_S = 30.0  # unread bytes and no progress for this long: the source is not reading
 BACKPRESSURE_FILL = 90.0  # channel percent full at which a source waiting is expected
 TAILED = (contracts.ACTIONS_FILE, contracts.PROFILES_FILE)
 _PR_SET_PDEATHSIG = 1
@@ -127,6 +126,7 @@ def complete_size(path: Path, size: int, start: int, chunk: int = 65_536) -> int
 class Watch:
     """What the watchdog remembers between checks: when the source last made progress."""
 
+    stall_s: float  # unread bytes and no progress for this long: the source is not reading
     positions: tuple = ()
     accepted: int | None = None
     progress_at: float = field(default_factory=time.monotonic)
@@ -148,7 +148,7 @@ class Watch:
         if channel_fill is not None and channel_fill >= BACKPRESSURE_FILL:
             self.progress_at = now  # waiting on the channel is expected: not the source's fault
             return None
-        if now - self.progress_at < STALL_S:
+        if now - self.progress_at < self.stall_s:
             return None
         return (
             f"its source read nothing for {now - self.progress_at:.0f} s while {unread:,} bytes "
@@ -322,7 +322,7 @@ class EdgeAgent:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
         self.start_child()
-        watch = Watch()
+        watch = Watch(self.settings.edge_stall_s)
         while True:
             code = self.child.poll() if self.child is not None else None
             if code is not None:

@@ -83,6 +83,7 @@ def command(settings: Settings, agent: str, config: Path) -> list[str]:
         "-Dflume.monitoring.type=http",
         f"-Dflume.monitoring.port={settings.flume_monitor_port_for(agent)}",
         f"-Dlog4j2.configurationFile={log4j2_config(settings)}",
+        *jvm.class_archive_options("flume"),
         "-cp",
         jvm.classpath("flume"),
         "org.apache.flume.node.Application",

@@ -88,7 +88,8 @@ def prepare(settings: Settings) -> Path:
         cluster_id_file.write_text(new_cluster_id())
     cluster_id = cluster_id_file.read_text().strip()
     java = jvm.java_executable(settings.java_home)
-    cmd = [java, "-Xmx256m", "-cp", jvm.classpath("kafka"), "kafka.tools.StorageTool", "format"]
+    cmd = [java, "-Xmx256m", *jvm.class_archive_options("kafka"), "-cp", jvm.classpath("kafka")]
+    cmd += ["kafka.tools.StorageTool", "format"]
     cmd += ["-t", cluster_id, "-c", str(config), "--ignore-formatted"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -108,6 +109,7 @@ def command(settings: Settings, config: Path) -> list[str]:
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={log4j2_config(settings)}",
+        *jvm.class_archive_options("kafka"),
         "-cp",
         jvm.classpath("kafka"),
         "kafka.Kafka",
