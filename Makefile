@@ -24,7 +24,7 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        test-cluster-full bench bench-cluster cluster cluster-down bench-ingest bench-speed \
+        test-cluster bench bench-cluster cluster cluster-down bench-ingest bench-speed \
         bench-speed-idle bench-rotation-ab bench-batch bench-airflow bench-warm-spark \
         bench-startup bench-scale soak perf-doc lint secrets-scan fmt typecheck clean
 
@@ -97,8 +97,8 @@ test-integration: setup ## run the integration and end-to-end tests (real broker
 
 bench: bench-ingest bench-speed bench-batch bench-airflow ## run every benchmark (writes bench/results/*.json)
 
-test-cluster-full: setup ## the cluster tier with the warm Spark and Airflow on PostgreSQL: token, worker killed in a batch build, database restarts (root)
-	ORDERLAKE_TEST_CLUSTER_FULL=1 $(PY) -m pytest tests/cluster/test_deployment.py $(PYTEST_ARGS)
+test-cluster: setup ## only the cluster tier: docker-compose.yaml as hosts in network namespaces, node and link faults (root)
+	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 bench-cluster: setup ## the namespace cluster: start time, ingest, freshness at 5,000 lines/s next to the embedded platform, recovery after each fault (root)
 	$(PY) -m bench.cluster

@@ -1,16 +1,16 @@
 """docker-compose.yaml's data path running for real as hosts in network namespaces.
 
 One cluster for the module, started by the CLI (`orderlake cluster up --service streaming
---service flume-edge-host-1 --service flume-edge-host-2`: three secured KRaft brokers, the topic
-step, the Flume collector and two edge hosts, a Spark master with two workers, the speed
-layer's driver, each on its own host; with `make test-cluster-full` also the warm Spark server
-and Airflow on PostgreSQL, `--service spark-connect --service airflow-dag-processor`). Orders
+--service spark-connect --service airflow-dag-processor --service flume-edge-host-1 --service
+flume-edge-host-2`: three secured KRaft brokers, the topic step, the Flume collector and two
+edge hosts, a Spark master with two workers, the speed layer's driver, the warm Spark server and
+Airflow on PostgreSQL, each on its own host). Orders
 are generated on host-1 and host-2 with `orderlake cluster exec`; Kafka is read from inside the
 cluster as the admin principal (tests/cluster/probe.py), Airflow through its API from its host
 (tests/cluster/airflow_probe.py); the speed layer's, bronze's and gold's Delta tables are read
 from the shared volume. Then: a partition leader, the active KRaft controller and a follower
 SIGKILLed while a host writes (each restarted by supervisord), an edge host unplugged while it
-writes, the Spark hosts cut from the brokers for 30 s; with `make test-cluster-full`, a Spark
+writes, the Spark hosts cut from the brokers for 30 s, a Spark
 worker killed while `orderlake batch all` builds on the warm Spark server, a Spark client with
 the wrong token, PostgreSQL crashed under an idle Airflow and restarted during a DAG run. Every
 count is exact against the generator's manifests; `cluster down` must leave nothing behind.
@@ -43,24 +43,17 @@ from .conftest import PACKAGE_ROOT, leftovers
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
-# the warm Spark and Airflow on PostgreSQL (the token over TLS, a worker killed during a batch
-# build, the database restarted under Airflow) take about 5 minutes more, which `make test`'s
-# budget does not have; `make test-cluster-full` runs the module with them
-WITH_FULL = os.environ.get("ORDERLAKE_TEST_CLUSTER_FULL") == "1"
 SERVICES = (
     "streaming",
-    # the DAG processor brings the scheduler, the API server and PostgreSQL
-    *(("spark-connect", "airflow-dag-processor") if WITH_FULL else ()),
+    "spark-connect",
+    "airflow-dag-processor",  # brings the scheduler, the API server and PostgreSQL
     "flume-edge-host-1",
     "flume-edge-host-2",
 )
 AIRFLOW_HOSTS = ("postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
-needs_full = pytest.mark.skipif(
-    not WITH_FULL, reason="the warm Spark and Airflow on the cluster: `make test-cluster-full`"
-)
 EVENTS = 3000
 SEED = 7  # every run the same seed: the same users with the same profiles on every host
-UP_TIMEOUT_S = 1200 if WITH_FULL else 600  # Airflow migrates its database on PostgreSQL first
+UP_TIMEOUT_S = 1200  # Airflow migrates its database on PostgreSQL first
 
 
 class Cluster:
@@ -194,7 +187,8 @@ def test_status_lists_every_host_with_address_namespace_and_program(cluster):
         "spark-master",
         "spark-worker",
         "spark-worker-2",
-        *(("spark-connect", *AIRFLOW_HOSTS) if WITH_FULL else ()),
+        "spark-connect",
+        *AIRFLOW_HOSTS,
         "streaming",
     }
     assert hosts["flume-edge-host-1"]["aliases"] == ["host-1"]
@@ -268,7 +262,6 @@ ANSWER_WITH_THE_TOKEN = (
 )
 
 
-@needs_full
 def test_the_warm_spark_answers_its_token_and_refuses_another_in_one_sentence(cluster):
     """The warm Spark demands the cluster's token, over TLS (its gate): a client of the cluster
     gets an answer; one trusting the CA but holding another token gets one sentence, at once."""
@@ -423,7 +416,6 @@ def gold_by_day_and_bucket(cluster: Cluster) -> Counter:
     return Counter({(day, b, g): n for day, b, g, n in rows if n})
 
 
-@needs_full
 def test_a_spark_worker_killed_during_the_batch_build_still_gives_exact_gold(cluster):
     """`orderlake batch all` on the warm Spark server, whose executor runs on a worker host; once
     bronze has its first files (silver and gold are still to build), that worker and its
@@ -503,7 +495,6 @@ def bronze_offsets(cluster: Cluster) -> dict[str, list[int]]:
     return {f"{t}/{p}": [n, d] for t, p, n, d in rows}
 
 
-@needs_full
 def test_airflow_survives_postgres_restarts_idle_and_during_a_dag_run(cluster):
     """PostgreSQL crashes (SIGKILL) under an idle Airflow: the scheduler and the API server find
     the database again by themselves. Then it restarts (fast shutdown) while an ingest_bronze
