@@ -117,7 +117,7 @@ def unknown_programs(project: Project) -> list[str]:
         if not isinstance(command, list) or len(command) != 1:
             problems.append(f"{name}: command must be one program name, got {command!r}")
             continue
-        known = [*foreground.program_names(settings_of(service)), foreground.TOPICS]
+        known = [*foreground.program_names(settings_of(service)), *foreground.ONE_SHOTS]
         if command[0] not in known:
             problems.append(f"{name}: runs {command[0]!r}, not one of {', '.join(known)}")
     return problems
@@ -294,15 +294,21 @@ def test_depends_on_conditions_can_be_met(project):
     assert endless_waits(project) == []
 
 
-def test_airflow_containers_start_one_after_the_other(project):
-    """Each runs `airflow db migrate` first; two at once fail on PostgreSQL's lock timeout."""
-    chain = [f"airflow-{p}" for p in ("api-server", "scheduler", "dag-processor", "triggerer")]
+def test_airflow_is_migrated_once_before_its_containers_start_side_by_side(project):
+    """Two `airflow db migrate` at once fail on PostgreSQL's lock timeout: the one-shot
+    airflow-init migrates, and no Airflow container migrates again or waits for another's
+    health."""
     services = project.services
-    assert services[chain[0]].depends_on == {"postgres": "service_healthy"}
-    for before, after in zip(chain, chain[1:], strict=False):
-        depends = services[after].depends_on
-        assert depends[before] == "service_healthy", after
-        assert not set(depends) & set(chain) - {before}, after
+    init = services["airflow-init"]
+    assert init.command == ["airflow-init"] and init.restart == "on-failure"
+    assert init.depends_on == {"postgres": "service_healthy"}
+    airflow = [n for n in services if n.startswith("airflow-") and n != "airflow-init"]
+    assert len(airflow) == 4
+    for name in airflow:
+        depends = services[name].depends_on
+        assert depends["airflow-init"] == "service_completed_successfully", name
+        assert all(c != "service_healthy" for d, c in depends.items() if d in airflow), name
+        assert not settings_of(services[name]).airflow_prepare_on_start, name
 
 
 def test_orderlake_services_start_after_kafka_topics_where_they_use_kafka(project):
@@ -326,7 +332,7 @@ def test_services_start_in_dependency_order(project):
 
 def test_long_running_services_restart_are_checked_and_limited(project):
     for name, service in project.services.items():
-        if service.profiles or name == "kafka-topics":
+        if service.profiles or name in foreground.ONE_SHOTS:
             continue
         assert service.restart == "unless-stopped", name
         assert service.healthcheck, name

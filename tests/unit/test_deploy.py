@@ -175,3 +175,18 @@ def test_the_plan_round_trips_through_its_file(tmp_path, programs):
     meta, read = deploy.read_plan(layout)
     assert meta == {"run_id": "abc"}
     assert read == programs
+
+
+def test_down_stops_dependents_before_what_they_need_and_the_brokers_together(programs):
+    from orderlake.cluster.runner import stop_waves
+
+    waves = stop_waves(programs)
+    wave_of = {name: i for i, wave in enumerate(waves) for name in wave}
+    assert sorted(wave_of) == sorted(programs)  # every service, once
+    for name, program in programs.items():
+        for needed in program.depends_on:
+            assert wave_of[name] < wave_of[needed], (name, needed)
+    # the scheduler's running task still has its Spark server and database while it finishes
+    assert wave_of["airflow-scheduler"] < wave_of["spark-connect"] < wave_of["spark-worker"]
+    assert wave_of["airflow-scheduler"] < wave_of["postgres"]
+    assert len({wave_of[f"kafka-{i}"] for i in (1, 2, 3)}) == 1

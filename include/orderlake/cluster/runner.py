@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +307,9 @@ def down(layout: Layout, *, volumes: bool = False) -> bool:
     supervisor = supervisor_of(layout)
     running = supervisor.is_running()
     if running:
+        with contextlib.suppress(OrderlakeError):  # no plan: everything at once below
+            for wave in stop_waves(deploy.read_plan(layout)[1]):
+                stop_all(supervisor, wave)
         stop_all(supervisor)
         supervisor.shutdown(timeout=120)
     if state:
@@ -321,18 +324,40 @@ def down(layout: Layout, *, volumes: bool = False) -> bool:
     return running or bool(state)
 
 
-def stop_all(supervisor: Supervisor, timeout: float = 120.0) -> None:
-    """Ask every program to stop at once (SIGTERM; supervisord SIGKILLs after its grace), as
-    `docker compose down` stops containers, and wait until none runs: one by one, the last
-    brokers would each wait out their grace period for a quorum that has already left."""
-    names = [n for n, p in supervisor.processes().items() if p.get("statename") == "RUNNING"]
-    for name in names:
+def stop_waves(programs: Mapping[str, HostProgram]) -> list[list[str]]:
+    """The services in the order `docker compose down` stops them, dependents before what they
+    depend on, as waves stopped at once: Airflow's scheduler waits for its running tasks on
+    SIGTERM, and they need the warm Spark and PostgreSQL until they end (stopped all at once,
+    PostgreSQL also waited for the scheduler's connections); the brokers leave together (one by
+    one, the last would wait out its grace for a quorum already gone)."""
+    remaining = {name: set(p.depends_on) for name, p in programs.items()}
+    waves = []
+    while remaining:
+        needed = set().union(*remaining.values()) & remaining.keys()
+        wave = sorted(set(remaining) - needed) or sorted(remaining)  # a cycle: all at once
+        waves.append(wave)
+        for name in wave:
+            del remaining[name]
+    return waves
+
+
+def stop_all(
+    supervisor: Supervisor, only: Collection[str] | None = None, timeout: float = 120.0
+) -> None:
+    """Ask every running program (of ``only``, when given) to stop at once (SIGTERM;
+    supervisord SIGKILLs after its grace) and wait until none of them runs."""
+    busy = {"RUNNING", "STOPPING", "STARTING", "BACKOFF"}
+
+    def ours() -> dict[str, dict]:
+        found = supervisor.processes()
+        return {n: p for n, p in found.items() if only is None or n in only}
+
+    for name in [n for n, p in ours().items() if p.get("statename") == "RUNNING"]:
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             supervisor.rpc.supervisor.stopProcess(name, False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        states = {p.get("statename") for p in supervisor.processes().values()}
-        if not states & {"RUNNING", "STOPPING", "STARTING", "BACKOFF"}:
+        if not {p.get("statename") for p in ours().values()} & busy:
             return
         time.sleep(0.5)
 

@@ -166,7 +166,8 @@ def _airflow(settings: Settings, env: dict[str, str], *args: str) -> None:
 
 
 def programs(settings: Settings) -> list[Program]:
-    prepare(settings)
+    if settings.airflow_prepare_on_start:
+        prepare(settings)
     env = environment(settings)
     return [
         Program(

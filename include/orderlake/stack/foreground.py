@@ -12,6 +12,10 @@ named program's component prepares anything (Airflow's `db migrate`, Flume's age
 ``kafka-topics`` is the deployment's one-shot topic step: it waits until the cluster has
 ORDERLAKE_REPLICATION_FACTOR brokers and creates the missing topics
 (kafka_admin.ensure_topics), which the embedded default does when its broker is ready.
+``airflow-init`` is its one-shot Airflow step: the metadata DB migrated, the secrets and the
+lake pool in place (airflow.prepare), once, before every Airflow program starts at the same
+time (each would run the migration itself otherwise, and two at once fail on PostgreSQL's lock
+timeout).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from orderlake.errors import OrderlakeError, UsageError
 from orderlake.settings import Settings
 from orderlake.stack.supervisor import Program
 
-TOPICS = "kafka-topics"  # the one-shot step, not a long-running program
+TOPICS = "kafka-topics"  # the one-shot steps, not long-running programs
+AIRFLOW_INIT = "airflow-init"
+ONE_SHOTS = (TOPICS, AIRFLOW_INIT)
 TOPICS_TIMEOUT_S = 180.0
 
 
@@ -54,7 +60,7 @@ def resolve(settings: Settings, name: str) -> Program:
                 if program.name == name:
                     return program
             raise OrderlakeError(f"Component {part.name} did not build its program {name}.")
-    known = ", ".join([*program_names(settings), TOPICS])
+    known = ", ".join([*program_names(settings), *ONE_SHOTS])
     raise UsageError(f"No orderlake program is called {name!r}; known: {known}.")
 
 
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0].startswith("-"):
         print(
             "usage: python -m orderlake.stack.foreground PROGRAM (e.g. flume-collector, "
-            f"streaming, airflow-scheduler, or the one-shot {TOPICS})",
+            f"streaming, airflow-scheduler, or the one-shot {TOPICS} or {AIRFLOW_INIT})",
             file=sys.stderr,
         )
         return 2
@@ -132,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         if name == TOPICS:
             created = create_topics(settings)
             print(f"kafka topics: created {', '.join(created) or 'none (all exist)'}", flush=True)
+            return 0
+        if name == AIRFLOW_INIT:
+            from orderlake.stack import airflow
+
+            airflow.prepare(settings)
+            print("airflow: metadata DB migrated, lake pool set", flush=True)
             return 0
         program = resolve(settings, name)
         print(f"orderlake: running {name}: {' '.join(program.command)}", flush=True)
