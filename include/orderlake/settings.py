@@ -120,10 +120,10 @@ class Settings(BaseSettings):
     airflow_host: str = "127.0.0.1"  # where tasks and tools reach the Airflow API server
     airflow_port: int = 8080
     airflow_worker_log_port: int = 8793  # LocalExecutor's log server
+    airflow_trigger_log_port: int = 8794  # the triggerer's log server
     # each Airflow program first migrates the metadata DB and sets the lake pool; a deployment
     # that runs one `airflow-init` step before them all (docker-compose.yaml) turns this off
     airflow_prepare_on_start: bool = True
-    airflow_trigger_log_port: int = 8794  # the triggerer's log server
     dashboard_port: int = 8050
     airflow_admin_password: SecretStr | None = None
     # Airflow's metadata DB as an SQLAlchemy URL (docker-compose: PostgreSQL); None = the

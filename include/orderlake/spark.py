@@ -83,6 +83,7 @@ def session_conf(settings: Settings, driver_memory: str) -> dict[str, str]:
     """Spark configuration of a session over the lake, for the speed layer's own JVM and for
     the Connect server alike."""
     log4j = log4j2_file(settings)
+    archive = jvm.class_archive_options("spark")  # the driver's and a cluster's executors' jars
     return {
         "spark.master": settings.spark_master,
         "spark.driver.memory": driver_memory,
@@ -114,16 +115,11 @@ def session_conf(settings: Settings, driver_memory: str) -> dict[str, str]:
             [
                 f"-Dlog4j2.configurationFile=file:{log4j}",
                 "-XX:-DontCompileHugeMethods",
-                *jvm.class_archive_options("spark"),
+                *archive,
             ]
         ),
         "spark.local.dir": str(settings.home / "spark-tmp"),
-        # a cluster's executors start from the same jars as the driver (jvm.class_archive)
-        **(
-            {"spark.executor.extraJavaOptions": " ".join(jvm.class_archive_options("spark"))}
-            if jvm.class_archive_options("spark")
-            else {}
-        ),
+        **({"spark.executor.extraJavaOptions": " ".join(archive)} if archive else {}),
     }
 
 

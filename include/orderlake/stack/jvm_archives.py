@@ -145,6 +145,8 @@ def build(program: str) -> Path:
     """Dump ``program``'s archive and rename it into place once a JVM maps it; returns it."""
     final = jvm.class_archive(program)
     final.unlink(missing_ok=True)  # the dumping JVM must not map an old one
+    dumped = final.with_suffix(".jsa.tmp")  # beside it: renamed into place, never copied
+    dumped.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"orderlake-archive-{program}-") as scratch:
         home = Path(scratch) / "home"
         home.mkdir()
@@ -156,19 +158,17 @@ def build(program: str) -> Path:
             flume_monitor_port=free_port() - 1,  # the edge host-1 listens on this + 1
             flume_collector_port=free_port(),
         )
-        dumped = Path(scratch) / f"{program}.jsa"
         classpath = DUMPS[program](settings, dumped)
         java = jvm.java_executable(settings.java_home)
         check = [java, "-Xshare:on", f"-XX:SharedArchiveFile={dumped}", "-cp", classpath]
         mapped = subprocess.run([*check, "-version"], capture_output=True, text=True, check=False)
         if not dumped.is_file() or mapped.returncode != 0:
+            dumped.unlink(missing_ok=True)
             raise OrderlakeError(
                 f"The {program} class archive could not be made or mapped: "
                 f"{(mapped.stderr.strip().splitlines() or ['no output'])[-1]}"
             )
-        tmp = final.with_suffix(".jsa.tmp")
-        tmp.write_bytes(dumped.read_bytes())
-        tmp.replace(final)
+    dumped.replace(final)
     return final
 
 
