@@ -24,7 +24,7 @@ GITLEAKS := tools/bin/gitleaks
 GITLEAKS_MODULE := github.com/zricethezav/gitleaks/v8@v8.30.1
 
 .PHONY: help setup system-packages run up down status test test-unit test-integration \
-        test-cluster bench bench-cluster cluster cluster-down bench-ingest bench-speed \
+        test-cluster bench bench-cluster cluster cluster-down bench-ingest bench-speed bench-jit \
         bench-speed-idle bench-rotation-ab bench-batch bench-airflow bench-warm-spark \
         bench-startup bench-scale soak perf-doc lint secrets-scan fmt typecheck clean
 
@@ -120,6 +120,9 @@ bench-batch: setup ## bronze load rate, silver+gold rebuild at 1 M and 10 M even
 
 bench-airflow: setup ## bronze asset update -> gold updated, and scheduling gaps, on the embedded Airflow
 	$(PY) -m bench.airflow
+
+bench-jit: setup ## the warm Spark's CPU and times on test-sized batch work at ORDERLAKE_SPARK_JIT_SCALING 1 and 4, interleaved
+	$(PY) -m bench.jit
 
 bench-startup: setup ## `orderlake up` of every component vs a base revision (BASE=rev), interleaved
 	$(PY) -m bench.startup --base $${BASE:-ac56884}

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     # gives up on it, and a job that came while it started stops waiting and fails
     spark_startup_limit_s: float = Field(default=180, gt=0)
     spark_driver_memory: str = "1g"  # an in-process session of a tool or test
+    # HotSpot's -XX:CompileThresholdScaling for every Spark JVM (the warm Spark, the speed
+    # layer, executors, in-process sessions): a method is compiled by the optimising JIT only
+    # after this many times the default calls. Each new query shape is new generated code;
+    # at the default the JIT compilers took about half of the warm Spark's CPU on
+    # test-sized jobs, on two cores where it competes with the work (bench/results/jit.md).
+    # 1 is HotSpot's default
+    spark_jit_scaling: float = Field(default=4.0, gt=0)
     speed_driver_memory: str = "1536m"  # the always-on streaming job caches each micro-batch
     # Kafka records a speed-layer micro-batch reads at most per topic: bounds its time and the
     # driver's memory while catching up on a backlog. A micro-batch has a fixed cost, so

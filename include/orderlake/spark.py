@@ -83,7 +83,11 @@ def session_conf(settings: Settings, driver_memory: str) -> dict[str, str]:
     """Spark configuration of a session over the lake, for the speed layer's own JVM and for
     the Connect server alike."""
     log4j = log4j2_file(settings)
-    archive = jvm.class_archive_options("spark")  # the driver's and a cluster's executors' jars
+    # the driver's and a cluster's executors' JVM options
+    jvm_options = [
+        f"-XX:CompileThresholdScaling={settings.spark_jit_scaling:g}",
+        *jvm.class_archive_options("spark"),
+    ]
     return {
         "spark.master": settings.spark_master,
         "spark.driver.memory": driver_memory,
@@ -115,11 +119,11 @@ def session_conf(settings: Settings, driver_memory: str) -> dict[str, str]:
             [
                 f"-Dlog4j2.configurationFile=file:{log4j}",
                 "-XX:-DontCompileHugeMethods",
-                *archive,
+                *jvm_options,
             ]
         ),
         "spark.local.dir": str(settings.home / "spark-tmp"),
-        **({"spark.executor.extraJavaOptions": " ".join(archive)} if archive else {}),
+        "spark.executor.extraJavaOptions": " ".join(jvm_options),
     }
 
 

@@ -356,3 +356,16 @@ def test_airflow_follows_the_database_url_bind_and_api_host(tmp_path):
     # the URL holds a password: hidden in reprs, handed to Airflow's processes in full
     assert "secret" not in repr(cluster)
     assert env["ORDERLAKE_AIRFLOW_DATABASE_URL"] == url
+
+
+def test_every_spark_jvm_compiles_later_by_the_jit_scaling_setting(tmp_path, monkeypatch):
+    from orderlake.spark import session_conf
+
+    conf = session_conf(Settings(home=tmp_path), "1g")
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        assert "-XX:CompileThresholdScaling=4" in conf[key].split(), key
+    conf = session_conf(Settings(home=tmp_path, spark_jit_scaling=1), "1g")
+    assert "-XX:CompileThresholdScaling=1" in conf["spark.executor.extraJavaOptions"].split()
+    monkeypatch.setenv("ORDERLAKE_SPARK_JIT_SCALING", "0")
+    with pytest.raises(UsageError, match="ORDERLAKE_SPARK_JIT_SCALING='0' is not valid"):
+        Settings.from_env()
