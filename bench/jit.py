@@ -145,7 +145,9 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             "Test tiers, one pair each, run one after the other on the same checkout (only the "
-            "setting's default differed): `pytest TIER`'s wall time and the whole machine's CPU.",
+            "setting's default differed): `pytest TIER`'s wall time and the whole machine's CPU. "
+            "One pair is within the spread of whole tiers from run to run: a later whole suite "
+            "at 4 ran these tiers no faster than a whole suite at 1 the same day.",
             "",
             "| tier | scaling | pytest wall s | machine CPU-s |",
             "|---|---:|---:|---:|",
