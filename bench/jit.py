@@ -24,6 +24,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from bench.common import RESULTS_DIR, load_average, median, provenance, write_results
 from tests.fixtures.stack import produce, start_platform
 
@@ -32,20 +34,9 @@ KINDS = ("C2 Compiler", "C1 Compiler", "Executor task", "executor", "GC Thread",
 
 
 def machine_busy() -> float:
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def server_jvm(home: Path) -> int:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"SparkConnectServer" in cmd and str(home).encode() in cmd:
-            return int(pid)
-    raise SystemExit(f"bench.jit: no warm Spark JVM found for {home}")
+    """CPU seconds the whole machine has been busy (not idle, not waiting on I/O)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - t.iowait
 
 
 def threads_cpu(pid: int) -> Counter:
@@ -79,7 +70,7 @@ def one_run(scaling: str, scratch: Path, run: str) -> dict:
         home, only="kafka,spark", settings={"ORDERLAKE_SPARK_JIT_SCALING": scaling}
     )
     try:
-        pid = server_jvm(home)
+        pid = platform.pid("spark")  # spark-submit execs the server's JVM
         before, busy, started = threads_cpu(pid), machine_busy(), time.monotonic()
         profiles = [
             {"user_id": 1000 + u, "age_range": u % 8, "gender": u % 2,
