@@ -36,14 +36,20 @@ def test_vacuum_may_delete_only_files_older_than_the_horizon_or_empty_directorie
 def test_vacuum_may_delete_a_directory_left_without_data_files(tmp_path):
     horizon = time.time() - 168 * 3600
     table = tmp_path / "gold" / "daily"
+    _file(table / "_delta_log" / "00000000000000000000.json", 1)
     _file(table / "part-0.parquet", 1)
+    assert not may_delete(table, horizon)
     (table / "event_date=2015-11-11").mkdir()
     assert may_delete(table, horizon)
 
 
-def test_an_old_hidden_file_lets_vacuum_run(tmp_path):
-    """Hidden files count: on doubt, VACUUM runs."""
+def test_on_doubt_vacuum_runs(tmp_path):
+    """An old hidden file, or a table this process does not see: VACUUM runs."""
+    horizon = time.time() - 168 * 3600
     table = tmp_path / "bronze" / "kafka_records"
+    _file(table / "_delta_log" / "00000000000000000000.json", 1)
     _file(table / "part-0.parquet", 1)
+    assert not may_delete(table, horizon)
     _file(table / ".part-0.parquet.crc", 200)
-    assert may_delete(table, time.time() - 168 * 3600)
+    assert may_delete(table, horizon)
+    assert may_delete(tmp_path / "gold" / "not_here", horizon)

@@ -159,7 +159,10 @@ def may_delete(table_dir: Path, horizon: float) -> bool:
     Delta's VACUUM deletes only files modified before the horizon and directories left without
     files; it never touches ``_delta_log``. A table whose every file is younger (any table of a
     lake younger than the retention) is answered by one directory scan instead of the thirty
-    Spark jobs of a VACUUM that finds nothing. Hidden files count too: on doubt, VACUUM runs."""
+    Spark jobs of a VACUUM that finds nothing. Hidden files count too: on doubt, VACUUM runs,
+    as it does for a table this process cannot see."""
+    if not (table_dir / "_delta_log").is_dir():
+        return True
     root = str(table_dir)
     for parent, dirs, files in os.walk(root):
         if parent == root:
