@@ -167,7 +167,7 @@ def may_delete(table_dir: Path, horizon: float) -> bool:
     for parent, dirs, files in os.walk(root):
         if parent == root:
             dirs[:] = [d for d in dirs if d != "_delta_log"]
-        elif not dirs and not any(not f.startswith(("_", ".")) for f in files):
+        elif not dirs and all(f.startswith(("_", ".")) for f in files):
             return True  # a directory without data files: VACUUM removes it
         for name in files:
             try:
