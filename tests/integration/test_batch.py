@@ -16,6 +16,7 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from orderlake import contracts, kafka_admin, lake, locks
+from orderlake.jobs import batch
 from tests.fixtures.stack import ORDERLAKE, produce
 from tests.fixtures.workload import expected_gold, generated_workload, latest_profiles, send
 
@@ -326,3 +327,16 @@ def test_a_profile_that_moves_a_user_rebuilds_the_gold_days_of_their_purchases(s
         expected[(day, contracts.age_bracket(old["age_range"]), gender)] -= n
         expected[(day, contracts.age_bracket(moved["age_range"]), gender)] += n
     assert +gold() == +expected  # unary +: no row for a bucket with 0 orders
+
+
+def test_the_runs_left_beside_the_lake_are_what_ops_batch_runs_says(spark, loaded):
+    """Every run of this module (batch all, replays, a property change of ops.batch_runs in
+    between) kept the file the next run starts from: it describes the table's current version
+    and holds what a read of the table finds."""
+    settings = loaded[0].settings
+    version, saved = batch.Runs.from_json(batch.runs_path(settings).read_text())
+    assert version == lake.latest_version(settings, "ops.batch_runs")
+    in_table = batch.runs_in_table(spark, settings)
+    assert saved.newest == in_table.newest
+    assert sorted(saved.silver_since_gold) == sorted(in_table.silver_since_gold)
+    assert {"silver", "gold"} <= set(saved.newest)

@@ -17,14 +17,18 @@ before it wrote, so a change to one layer's cursor changes the next.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TypedDict
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from orderlake import contracts, kafka_admin, kafka_log, lake, locks, schemas
@@ -134,16 +138,126 @@ def _last_commit_rows(spark: SparkSession, settings: Settings, name: str) -> int
 
 
 # --- runs and cursors ---------------------------------------------------------------------------
-def last_run(spark: SparkSession, settings: Settings, layer: str) -> dict | None:
-    runs = lake.read(spark, settings, BATCH_RUNS_TABLE.name).where(F.col("layer") == layer)
-    row = runs.orderBy(F.col("cursor_to").desc(), F.col("finished_at").desc()).first()
-    return row.asDict() if row else None
+class Cursor(TypedDict):
+    cursor_to: int  # the highest bronze load id the run took in (silver) or followed (gold)
+    closed_through: date | None  # gold: the last final day
+
+
+@dataclass
+class Runs:
+    """What the next runs start from, as ops.batch_runs says: each layer's newest run (highest
+    cursor, then latest) and the silver runs gold has not followed yet (cursor_to, dates).
+
+    Each recorded run leaves them beside the lake, tagged with the table version they describe,
+    as a bronze load leaves its positions (kafka_log): while the table is at that version they
+    are what reading it would find, and a run starts without a Spark query of it (about a
+    second for each: the table gains a commit with every run)."""
+
+    newest: dict[str, Cursor] = field(default_factory=dict)
+    silver_since_gold: list[tuple[int, list[date]]] = field(default_factory=list)
+
+    def record(self, run: dict) -> None:
+        """Take in a run that finished after every run known so far."""
+        layer, newest = run["layer"], self.newest.get(run["layer"])
+        if newest is None or run["cursor_to"] >= newest["cursor_to"]:
+            self.newest[layer] = {
+                "cursor_to": run["cursor_to"],
+                "closed_through": run.get("closed_through"),
+            }
+        gold = self.newest.get("gold", {"cursor_to": 0})["cursor_to"]
+        if layer == "silver" and run["cursor_to"] > gold:
+            self.silver_since_gold.append((run["cursor_to"], sorted(run["affected_dates"] or [])))
+        self.silver_since_gold = [(to, dates) for to, dates in self.silver_since_gold if to > gold]
+
+    def to_json(self, version: int | None) -> str:
+        return json.dumps(
+            {
+                "version": version,
+                "newest": {
+                    layer: {
+                        **c,
+                        "closed_through": c["closed_through"] and c["closed_through"].isoformat(),
+                    }
+                    for layer, c in self.newest.items()
+                },
+                "silver_since_gold": [
+                    [to, [d.isoformat() for d in dates]] for to, dates in self.silver_since_gold
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> tuple[int, Runs]:
+        doc = json.loads(text)
+        newest = {
+            layer: {
+                "cursor_to": int(c["cursor_to"]),
+                "closed_through": c["closed_through"] and date.fromisoformat(c["closed_through"]),
+            }
+            for layer, c in doc["newest"].items()
+        }
+        pending = [
+            (int(to), [date.fromisoformat(d) for d in dates])
+            for to, dates in doc["silver_since_gold"]
+        ]
+        return int(doc["version"]), cls(newest, pending)
+
+
+def runs_path(settings: Settings) -> Path:
+    return settings.lake_dir / "_state" / "batch_runs.json"
+
+
+def runs(spark: SparkSession, settings: Settings) -> Runs:
+    """``Runs`` from the file the last recorded run left while ops.batch_runs is unchanged
+    since (any commit, by anyone, changes its version), else from the table."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        version, saved = Runs.from_json(runs_path(settings).read_text())
+        if version == lake.latest_version(settings, BATCH_RUNS_TABLE.name):
+            return saved
+    return runs_in_table(spark, settings)
+
+
+def runs_in_table(spark: SparkSession, settings: Settings) -> Runs:
+    table = lake.read(spark, settings, BATCH_RUNS_TABLE.name)
+    order = Window.partitionBy("layer").orderBy(
+        F.col("cursor_to").desc(), F.col("finished_at").desc()
+    )
+    newest = {
+        r["layer"]: {"cursor_to": r["cursor_to"], "closed_through": r["closed_through"]}
+        for r in table.withColumn("_rank", F.row_number().over(order))
+        .where(F.col("_rank") == 1)
+        .select("layer", "cursor_to", "closed_through")
+        .collect()
+    }
+    gold = newest.get("gold", {"cursor_to": 0})["cursor_to"]
+    pending = (
+        table.where((F.col("layer") == "silver") & (F.col("cursor_to") > gold))
+        .select("cursor_to", "affected_dates")
+        .collect()
+    )
+    return Runs(newest, [(r["cursor_to"], list(r["affected_dates"] or [])) for r in pending])
+
+
+def last_run(spark: SparkSession, settings: Settings, layer: str) -> Cursor | None:
+    """The newest run of ``layer``: where the next one starts (None before its first)."""
+    return runs(spark, settings).newest.get(layer)
 
 
 def record_run(spark: SparkSession, settings: Settings, run: dict) -> None:
-    row = {field: run.get(field) for field in schemas.BATCH_RUNS.fieldNames()}
+    """Append the run to ops.batch_runs and leave ``Runs`` for the next runs.
+
+    Called holding the lake's writer lock, as every writer of ops.batch_runs is: no commit can
+    come between the append and the version read after it."""
+    known = runs(spark, settings)
+    row = {name: run.get(name) for name in schemas.BATCH_RUNS.fieldNames()}
     row["affected_dates"] = sorted(row["affected_dates"] or [])
     lake.append(spark.createDataFrame([row], schemas.BATCH_RUNS), settings, BATCH_RUNS_TABLE.name)
+    known.record(run)
+    path = runs_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(known.to_json(lake.latest_version(settings, BATCH_RUNS_TABLE.name)))
+    tmp.replace(path)
 
 
 # --- silver -------------------------------------------------------------------------------------
@@ -176,8 +290,8 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         cached.append(unique)
         dates = [r[0] for r in unique.select("event_date").distinct().collect()]
         if full:
-            fresh = unique
-            lake.overwrite(fresh, settings, SILVER_ACTIONS_TABLE.name)
+            rows_out = unique.count()
+            lake.overwrite(unique, settings, SILVER_ACTIONS_TABLE.name)
         else:
             # rows of earlier runs on the same dates; a re-run must not count its own first
             # attempt's rows as duplicates (load_id <= cursor_from)
@@ -188,6 +302,10 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
             )
             fresh = unique.join(earlier, "event_id", "left_anti").persist()
             cached.append(fresh)
+            # counted before the append, which then reads the cache the count filled: the
+            # commit drops the cache of every plan reading silver, ``fresh`` too (a count
+            # after it computed ``fresh`` a second time)
+            rows_out = fresh.count()
             lake.append(fresh, settings, SILVER_ACTIONS_TABLE.name, txn)
         quarantined = (
             parsing.quarantine_rows(actions, "silver")
@@ -205,7 +323,7 @@ def build_silver(spark: SparkSession, settings: Settings, full: bool = False) ->
         counts = {
             "rows_in": new.count(),
             "valid": actions.where(F.col("reason").isNull()).count(),
-            "rows_out": fresh.count(),
+            "rows_out": rows_out,
             "quarantined": lake.read(spark, settings, QUARANTINE_TABLE.name)
             .where(F.col("layer") == "silver")
             .count()
@@ -297,25 +415,17 @@ def build_gold(
     """Recompute gold for the dates silver changed since the last gold run (or ``dates``, or
     every date with ``full``); days up to the closing date are marked final."""
     started = datetime.now(UTC)
-    previous = last_run(spark, settings, "gold")
-    silver_runs = lake.read(spark, settings, BATCH_RUNS_TABLE.name).where(
-        F.col("layer") == "silver"
-    )
+    known = runs(spark, settings)
+    previous = known.newest.get("gold")
     cursor_from = previous["cursor_to"] if previous else 0
-    cursor_to = lake.one_row(silver_runs.agg(F.max("cursor_to")), "the newest silver run")[0] or 0
+    cursor_to = known.newest["silver"]["cursor_to"] if "silver" in known.newest else 0
     actions = lake.read(spark, settings, SILVER_ACTIONS_TABLE.name)
     if full:
         affected = {r[0] for r in actions.select("event_date").distinct().collect()}
     elif dates is not None:
         affected = set(dates)
     else:
-        affected = {
-            d
-            for r in silver_runs.where(F.col("cursor_to") > cursor_from)
-            .select("affected_dates")
-            .collect()
-            for d in r[0]
-        }
+        affected = {d for to, dates in known.silver_since_gold if to > cursor_from for d in dates}
     incremental = previous is not None and not full and dates is None
     closed = closing_date(
         spark, settings, previous, close_through, affected if incremental else None
