@@ -24,6 +24,7 @@ import sys
 import time
 import xmlrpc.client
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +88,23 @@ def make_secrets(layout: Layout, programs: Sequence[HostProgram]) -> None:
     broker = kafka_acls.user_password(secrets, kafka_node.BROKER_USER)
     kafka_acls.user_password(secrets, kafka_node.ADMIN_USER)
     kafka_acls.service_passwords(secrets)
-    for p in programs:
+
+    def keys(p: HostProgram) -> None:
         if p.kind == deploy.KAFKA:
             kafka_node.write_secrets(secrets, p.service, [p.service, *p.aliases], broker)
-    for p in programs:
-        if p.kind == deploy.ORDERLAKE and p.argv[-1:] == [deploy.SPARK_CONNECT_PROGRAM]:
-            # the warm Spark's TLS gate and the token its clients send (connect_auth)
+        else:  # the warm Spark's TLS gate and the token its clients send (connect_auth)
             tls.server_pem(secrets, [p.service, *p.aliases], connect_auth.SERVER)
             tls.secret(secrets / connect_auth.TOKEN_FILE, nbytes=32)
+
+    hosts = [
+        p
+        for p in programs
+        if p.kind == deploy.KAFKA
+        or (p.kind == deploy.ORDERLAKE and p.argv[-1:] == [deploy.SPARK_CONNECT_PROGRAM])
+    ]
+    # side by side: a key store is about five keytool runs, JVMs that mostly start up
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        list(pool.map(keys, hosts))  # list(): raises the first failure here
     spark_secret = tls.secret(secrets / "spark.secret")
     write_private(
         layout.spark_conf / "spark-defaults.conf",
