@@ -46,8 +46,8 @@ KEY_OPTIONS = ["-keyalg", "EC", "-groupname", "secp256r1", "-sigalg", "SHA256wit
 PASSWORD_ENV = "ORDERLAKE_KEYTOOL_PASSWORD"  # noqa: S105
 CA_PASSWORD_ENV = "ORDERLAKE_KEYTOOL_CA_PASSWORD"  # noqa: S105
 KEYTOOL_TIMEOUT_S = 120.0
-# a keytool run lives about half a second: the interpreter and the quick JIT serve it, and the
-# optimising JIT's compiler threads only took CPU (about 0.9 -> 0.5 CPU-s a run here)
+# a keytool run lives well under a second: the interpreter and the quick JIT serve it, and the
+# optimising JIT's compiler threads only take CPU from the JVMs starting beside it
 KEYTOOL_JVM_OPTIONS = ["-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC"]
 
 

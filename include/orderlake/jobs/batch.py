@@ -150,8 +150,8 @@ class Runs:
 
     Each recorded run leaves them beside the lake, tagged with the table version they describe,
     as a bronze load leaves its positions (kafka_log): while the table is at that version they
-    are what reading it would find, and a run starts without a Spark query of it (about a
-    second for each: the table gains a commit with every run)."""
+    are what reading it would find, and a run starts without querying it (the table gains a
+    commit with every run, so each query paid a snapshot update and Spark jobs first)."""
 
     newest: dict[str, Cursor] = field(default_factory=dict)
     silver_since_gold: list[tuple[int, list[date]]] = field(default_factory=list)
@@ -425,7 +425,7 @@ def build_gold(
     elif dates is not None:
         affected = set(dates)
     else:
-        affected = {d for to, dates in known.silver_since_gold if to > cursor_from for d in dates}
+        affected = {d for to, days in known.silver_since_gold if to > cursor_from for d in days}
     incremental = previous is not None and not full and dates is None
     closed = closing_date(
         spark, settings, previous, close_through, affected if incremental else None
