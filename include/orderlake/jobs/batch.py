@@ -160,10 +160,9 @@ class Runs:
         """Take in a run that finished after every run known so far."""
         layer, newest = run["layer"], self.newest.get(run["layer"])
         if newest is None or run["cursor_to"] >= newest["cursor_to"]:
-            self.newest[layer] = {
-                "cursor_to": run["cursor_to"],
-                "closed_through": run.get("closed_through"),
-            }
+            self.newest[layer] = Cursor(
+                cursor_to=run["cursor_to"], closed_through=run.get("closed_through")
+            )
         gold = self.newest.get("gold", {"cursor_to": 0})["cursor_to"]
         if layer == "silver" and run["cursor_to"] > gold:
             self.silver_since_gold.append((run["cursor_to"], sorted(run["affected_dates"] or [])))
@@ -190,10 +189,10 @@ class Runs:
     def from_json(cls, text: str) -> tuple[int, Runs]:
         doc = json.loads(text)
         newest = {
-            layer: {
-                "cursor_to": int(c["cursor_to"]),
-                "closed_through": c["closed_through"] and date.fromisoformat(c["closed_through"]),
-            }
+            layer: Cursor(
+                cursor_to=int(c["cursor_to"]),
+                closed_through=c["closed_through"] and date.fromisoformat(c["closed_through"]),
+            )
             for layer, c in doc["newest"].items()
         }
         pending = [
@@ -223,7 +222,7 @@ def runs_in_table(spark: SparkSession, settings: Settings) -> Runs:
         F.col("cursor_to").desc(), F.col("finished_at").desc()
     )
     newest = {
-        r["layer"]: {"cursor_to": r["cursor_to"], "closed_through": r["closed_through"]}
+        r["layer"]: Cursor(cursor_to=r["cursor_to"], closed_through=r["closed_through"])
         for r in table.withColumn("_rank", F.row_number().over(order))
         .where(F.col("_rank") == 1)
         .select("layer", "cursor_to", "closed_through")
@@ -474,7 +473,7 @@ def build_gold(
 def closing_date(
     spark: SparkSession,
     settings: Settings,
-    previous: dict | None,
+    previous: Cursor | None,
     explicit: date | None,
     changed: set[date] | None = None,
 ) -> date | None:
