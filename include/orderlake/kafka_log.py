@@ -32,22 +32,18 @@ AGED_TOPICS = (contracts.TOPIC_ACTIONS, contracts.TOPIC_REJECTS)
 
 
 def positions_path(settings: Settings) -> Path:
-    return settings.lake_dir / "_state" / "bronze_positions.json"
+    return lake.state_path(settings, "bronze_positions.json")
 
 
 def save_positions(settings: Settings, positions: Offsets, load_id: int) -> None:
     """Called by the bronze load holding the lake's writer lock, right after its commit: no
     other commit can come between it and the version read here."""
-    path = positions_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "version": lake.latest_version(settings, BRONZE_TABLE.name),
         "next_offsets": [[topic, partition, end] for (topic, partition), end in positions.items()],
         "load_id": load_id,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
+    lake.write_state(positions_path(settings), json.dumps(doc))
 
 
 def saved_positions(settings: Settings) -> tuple[int | None, Offsets, int | None] | None:

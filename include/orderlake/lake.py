@@ -60,6 +60,20 @@ def checkpoint_path(settings: Settings, query: str) -> Path:
     return settings.lake_dir / "_checkpoints" / query
 
 
+def state_path(settings: Settings, name: str) -> Path:
+    """``<lake>/_state/<name>``: what a writer leaves for the next one beside the tables (bronze's
+    positions, the batch runs' cursors), each file tagged with the table version it describes."""
+    return settings.lake_dir / "_state" / name
+
+
+def write_state(path: Path, text: str) -> None:
+    """Replace a state file whole: a reader finds the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def exists(settings: Settings, name: str) -> bool:
     return (table_path(settings, name) / "_delta_log").is_dir()
 

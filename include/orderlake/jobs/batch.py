@@ -203,7 +203,7 @@ class Runs:
 
 
 def runs_path(settings: Settings) -> Path:
-    return settings.lake_dir / "_state" / "batch_runs.json"
+    return lake.state_path(settings, "batch_runs.json")
 
 
 def runs(spark: SparkSession, settings: Settings) -> Runs:
@@ -252,11 +252,8 @@ def record_run(spark: SparkSession, settings: Settings, run: dict) -> None:
     row["affected_dates"] = sorted(row["affected_dates"] or [])
     lake.append(spark.createDataFrame([row], schemas.BATCH_RUNS), settings, BATCH_RUNS_TABLE.name)
     known.record(run)
-    path = runs_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(known.to_json(lake.latest_version(settings, BATCH_RUNS_TABLE.name)))
-    tmp.replace(path)
+    version = lake.latest_version(settings, BATCH_RUNS_TABLE.name)
+    lake.write_state(runs_path(settings), known.to_json(version))
 
 
 # --- silver -------------------------------------------------------------------------------------
